@@ -1,0 +1,42 @@
+# mt — the commands of the README. `make train` and `make test` set the project up on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+ARGS ?=
+RUN ?= runs/tatoeba_en_fr-transformer
+
+.PHONY: install train eval test check format tensorboard clean
+
+install: $(VENV)/.installed
+
+# torch first, pinned: an unpinned torch may pull a much larger build than the machine needs
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+train: install  ## prepare -> tokenize -> train -> evaluate (Hydra overrides in ARGS)
+	$(BIN)/mt train $(ARGS)
+
+eval: install  ## beam-search decode and score the test split(s) of RUN
+	$(BIN)/mt eval --run $(RUN) $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest
+
+check: install
+	$(BIN)/ruff check mt tests scripts
+	$(BIN)/ruff format --check mt tests scripts
+
+format: install
+	$(BIN)/ruff check --fix mt tests scripts
+	$(BIN)/ruff format mt tests scripts
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir runs
+
+clean:
+	rm -rf data/cache multirun outputs .pytest_cache

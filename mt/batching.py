@@ -1,0 +1,132 @@
+"""Pre-tokenized corpora, token-budget batches bucketed by length, and padding/collation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+
+from mt import checkpoint
+from mt.tokenizer import BOS, PAD
+
+
+@dataclass
+class EncodedCorpus:
+    """Token ids of one split, one tensor per sentence (EOS-terminated)."""
+
+    src: list[Tensor]
+    tgt: list[Tensor]
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    @classmethod
+    def from_ids(cls, src: list[list[int]], tgt: list[list[int]]) -> EncodedCorpus:
+        return cls(
+            [torch.tensor(s, dtype=torch.long) for s in src],
+            [torch.tensor(t, dtype=torch.long) for t in tgt],
+        )
+
+    def save(self, path: Path) -> None:
+        """One flat tensor per side plus lengths: fast to load, and loadable weights-only."""
+        checkpoint.save(
+            path,
+            {
+                side: {
+                    "ids": torch.cat(seqs).to(torch.int32),
+                    "lengths": torch.tensor([len(s) for s in seqs]),
+                }
+                for side, seqs in (("src", self.src), ("tgt", self.tgt))
+            },
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> EncodedCorpus:
+        state = checkpoint.load(path)
+        sides = [
+            list(state[side]["ids"].long().split(state[side]["lengths"].tolist()))
+            for side in ("src", "tgt")
+        ]
+        return cls(*sides)
+
+
+@dataclass
+class Batch:
+    """src (B, S), tgt_in (B, T) = BOS + target, tgt_out (B, T) = target + EOS; PAD-padded."""
+
+    src: Tensor
+    tgt_in: Tensor
+    tgt_out: Tensor
+
+    @property
+    def tgt_tokens(self) -> int:
+        """Real (non-padding) target tokens: what loss and throughput are counted in."""
+        return int((self.tgt_out != PAD).sum())
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            *(t.to(device, non_blocking=True) for t in (self.src, self.tgt_in, self.tgt_out))
+        )
+
+
+def pad(seqs: list[Tensor]) -> Tensor:
+    """(B, max_len) of PAD-padded sequences."""
+    return pad_sequence(seqs, batch_first=True, padding_value=PAD)
+
+
+def collate(corpus: EncodedCorpus, indices: list[int]) -> Batch:
+    tgt = [corpus.tgt[i] for i in indices]
+    tgt_in = [torch.cat([torch.tensor([BOS]), t[:-1]]) for t in tgt]
+    return Batch(pad([corpus.src[i] for i in indices]), pad(tgt_in), pad(tgt))
+
+
+def token_batches(
+    src_lens: list[int], tgt_lens: list[int], batch_tokens: int, seed: int | None
+) -> list[list[int]]:
+    """Sentence indices grouped so that sentences x longest side <= `batch_tokens` per batch.
+
+    Sentences are sorted by length (ties broken at random from `seed`), so a batch holds sentences of
+    about one length and little padding; the batches are then shuffled from `seed`. With seed None,
+    nothing is random and the batches come in length order (for decoding).
+    """
+    longest_side = torch.tensor([max(s, t) for s, t in zip(src_lens, tgt_lens, strict=True)])
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    n = len(src_lens)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    # sort by (longest side, target length); stable, so the random order breaks ties
+    key = longest_side * (max(tgt_lens) + 1) + torch.tensor(tgt_lens)
+    order = order[torch.argsort(key[order], stable=True)]
+    batches, current, longest = [], [], 0
+    for i in order.tolist():
+        length = max(src_lens[i], tgt_lens[i])
+        if current and (len(current) + 1) * max(longest, length) > batch_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, length)
+    if current:
+        batches.append(current)
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def epoch_batches(
+    corpus: EncodedCorpus,
+    batch_tokens: int,
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> list[list[int]]:
+    """The batches of one training epoch: the same for the same (seed, epoch), this rank's share."""
+    batches = token_batches(
+        [len(s) for s in corpus.src],
+        [len(t) for t in corpus.tgt],
+        batch_tokens,
+        seed=seed * 100_003 + epoch,
+    )
+    return batches[rank::world_size]

@@ -1,0 +1,168 @@
+"""The `mt` command: train, eval, translate."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+CONF_DIR = Path(os.environ.get("MT_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
+
+USAGE = """usage: mt <command> [options]
+
+commands:
+  train [key=value ...]    prepare -> tokenize -> train -> evaluate, configured by Hydra (conf/);
+                           e.g. mt train data=multi30k_en_de model=transformer_tiny train.max_steps=8000
+                           (-m sweeps: mt train -m model=transformer,transformer_tiny)
+  eval --run DIR           beam-search the run's test split(s); writes DIR/eval/<split>.hyp, .scores.json
+  translate --run DIR [SENTENCE ...]
+                           translate the sentences, or stdin line by line
+"""
+
+
+class UserError(Exception):
+    """An error the user can fix: reported as one line, without a traceback."""
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    from mt.checkpoint import CheckpointError
+    from mt.data import DataError
+    from mt.pipeline import RunError
+    from mt.train import TrainingError
+
+    return (UserError, DataError, RunError, CheckpointError, TrainingError, FileNotFoundError)
+
+
+def fail(error: Exception) -> None:
+    print(f"mt: error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+def train_command(argv: list[str]) -> None:
+    import hydra
+    from omegaconf import DictConfig
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+    def run(cfg: DictConfig) -> float | None:
+        from mt import pipeline
+
+        try:
+            run_dir = pipeline.train_pipeline(cfg)
+            scores = pipeline.evaluate_run(run_dir, device=cfg.device)
+        except user_errors() as e:
+            fail(e)
+        first = next(iter(scores.values()))
+        return first["bleu"]
+
+    sys.argv = ["mt train", *argv]
+    run()
+
+
+def eval_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="mt eval", description="Beam-search decode and score a run's test splits."
+    )
+    parser.add_argument("--run", required=True, help="run directory (runs/<name>)")
+    parser.add_argument(
+        "--split", action="append", help="split to decode (default: data.test_splits); repeatable"
+    )
+    parser.add_argument("--beam", type=int, help="beam size (default: the run's decode.beam_size)")
+    parser.add_argument(
+        "--checkpoint", default="best", help="best | last | averaged | a file in checkpoints/"
+    )
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    from mt import pipeline
+
+    pipeline.setup_logging()
+    try:
+        results = pipeline.evaluate_run(
+            args.run, args.split, args.beam, args.checkpoint, args.device
+        )
+    except user_errors() as e:
+        fail(e)
+    for split, s in results.items():
+        print(
+            f"{split}: BLEU {s['bleu']:.2f}  chrF {s['chrf']:.2f}  TER {s['ter']:.2f}  "
+            f"tok-lc BLEU {s['bleu_tok_lc']:.2f}  ({s['sentences']} sentences, beam {s['beam_size']})"
+        )
+        print(f"  {s['signatures']['bleu']}")
+
+
+def read_chunks(stream, size: int) -> Iterator[list[str]]:
+    """Lines of `stream` (without line breaks) in lists of up to `size`."""
+    chunk = []
+    for line in stream:
+        chunk.append(line.rstrip("\r\n"))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def translate_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="mt translate",
+        description="Translate sentences given as arguments, or stdin line by line.",
+    )
+    parser.add_argument("sentences", nargs="*", help="sentences to translate (none: read stdin)")
+    parser.add_argument("--run", required=True, help="run directory (runs/<name>)")
+    parser.add_argument(
+        "--beam", type=int, help="beam size (1: greedy; default: the run's decode.beam_size)"
+    )
+    parser.add_argument(
+        "--nbest",
+        type=int,
+        default=1,
+        help="print the K best translations as 'index ||| translation ||| score'",
+    )
+    parser.add_argument(
+        "--checkpoint", default="best", help="best | last | averaged | a file in checkpoints/"
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences decoded together")
+    args = parser.parse_args(argv)
+    if any(not s.strip() for s in args.sentences):
+        fail(UserError("an empty sentence was given to translate"))
+    from mt import pipeline
+
+    try:
+        run = pipeline.load_run(args.run, args.checkpoint, args.device)
+        beam = args.beam or run.cfg.decode.beam_size
+        if args.nbest > beam:
+            raise UserError(f"--nbest {args.nbest} needs --beam of at least {args.nbest}")
+        chunks = [args.sentences] if args.sentences else read_chunks(sys.stdin, args.batch_size)
+        index = 0
+        for chunk in chunks:
+            for hyps in run.translate(
+                chunk, beam_size=beam, nbest=args.nbest, batch_size=args.batch_size
+            ):
+                for h in hyps:
+                    text = run.tokenizer.decode_tgt(h.tokens)
+                    print(f"{index} ||| {text} ||| {h.score:.4f}" if args.nbest > 1 else text)
+                index += 1
+            sys.stdout.flush()
+    except user_errors() as e:
+        fail(e)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+
+
+COMMANDS = {"train": train_command, "eval": eval_command, "translate": translate_command}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    main()

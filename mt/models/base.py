@@ -1,0 +1,81 @@
+"""The Seq2Seq contract that every architecture implements, so that one trainer, one search and one
+alignment extractor serve them all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Protocol
+
+from torch import Tensor, nn
+
+from mt.tokenizer import PAD
+
+
+def reorder_tensors(obj, index: Tensor):
+    """A copy of dataclass `obj` with every tensor field (or list/tuple of tensors) index-selected on dim 0."""
+
+    def pick(value):
+        if isinstance(value, Tensor):
+            return value.index_select(0, index)
+        if isinstance(value, list | tuple):
+            return type(value)(pick(v) for v in value)
+        return value
+
+    return replace(obj, **{f.name: pick(getattr(obj, f.name)) for f in fields(obj)})
+
+
+@dataclass
+class Memory:
+    """What the encoder hands the decoder.
+
+    states: (B, S, D) encoder states; mask: (B, S) True at real source positions;
+    final: an architecture's summary of the source (the RNN's last hidden state), or None.
+    """
+
+    states: Tensor
+    mask: Tensor
+    final: Tensor | tuple[Tensor, ...] | None = None
+
+    def reorder(self, index: Tensor) -> Memory:
+        """Rows `index` (N,) of the batch: to expand for beams or to drop finished sentences."""
+        return reorder_tensors(self, index)
+
+
+class DecoderState(Protocol):
+    """A decoder's incremental state (hidden states, key/value caches), reorderable by beam search."""
+
+    def reorder(self, index: Tensor) -> DecoderState: ...
+
+
+class Seq2Seq(nn.Module):
+    """An encoder-decoder translation model.
+
+        memory = model.encode(src_ids, src_mask)
+        logits, attn = model(src_ids, tgt_in_ids)                      # teacher forcing
+        logits, state, attn = model.decode_step(tokens, memory, state)  # one step, incremental
+        state = state.reorder(beam_index)
+
+    `attn` is the cross-attention the model aligns with: (B, T_tgt, T_src) in `forward`, (B, T_src)
+    in `decode_step`; it is computed only when `need_attn` is set and never changes the output.
+    """
+
+    def encode(self, src_ids: Tensor, src_mask: Tensor) -> Memory:
+        """src_ids (B, S), src_mask (B, S) -> Memory."""
+        raise NotImplementedError
+
+    def decode(
+        self, memory: Memory, tgt_in_ids: Tensor, need_attn: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced decoding: tgt_in_ids (B, T) -> logits (B, T, V), attn (B, T, S) or None."""
+        raise NotImplementedError
+
+    def decode_step(
+        self, tokens: Tensor, memory: Memory, state: DecoderState | None, need_attn: bool = False
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """tokens (B,) the previous output (BOS first, with state None) -> logits (B, V), state, attn (B, S)."""
+        raise NotImplementedError
+
+    def forward(
+        self, src_ids: Tensor, tgt_in_ids: Tensor, need_attn: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        return self.decode(self.encode(src_ids, src_ids != PAD), tgt_in_ids, need_attn)

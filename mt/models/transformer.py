@@ -1,0 +1,223 @@
+"""Pre-norm Transformer encoder-decoder (Vaswani et al. 2017; pre-norm after Wang et al. 2019) with
+sinusoidal positions, tied embeddings and key/value-cached incremental decoding."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mt.attention import MultiHeadAttention
+from mt.models.base import Memory, Seq2Seq, reorder_tensors
+from mt.tokenizer import PAD
+
+
+def sinusoidal_positions(length: int, d_model: int) -> Tensor:
+    """(length, d_model): sin on even dimensions, cos on odd, wavelengths 2π .. 10000·2π."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    frequency = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model)
+    )
+    table = torch.zeros(length, d_model)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table
+
+
+class Embeddings(nn.Module):
+    """Token embeddings scaled by sqrt(d_model), plus sinusoidal positions, then dropout."""
+
+    def __init__(self, embedding: nn.Embedding, max_positions: int, dropout: float):
+        super().__init__()
+        self.embedding = embedding
+        self.scale = math.sqrt(embedding.embedding_dim)
+        self.register_buffer(
+            "positions",
+            sinusoidal_positions(max_positions, embedding.embedding_dim),
+            persistent=False,
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
+        """ids (B, T) at positions offset .. offset+T-1 -> (B, T, D)."""
+        positions = self.positions[offset : offset + ids.shape[1]]
+        return self.dropout(self.embedding(ids) * self.scale + positions)
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, ff_dim: int, dropout: float):
+        super().__init__(
+            nn.Linear(d_model, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
+        )
+
+
+class EncoderLayer(nn.Module):
+    """x + SelfAttention(LN(x)), then x + FeedForward(LN(x))."""
+
+    def __init__(
+        self, d_model: int, heads: int, ff_dim: int, dropout: float, attention_dropout: float
+    ):
+        super().__init__()
+        self.self_attn_norm = nn.LayerNorm(d_model)
+        self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
+        self.ff_norm = nn.LayerNorm(d_model)
+        self.ff = FeedForward(d_model, ff_dim, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.self_attn_norm(x)
+        x = x + self.dropout(self.self_attn(h, h, mask=mask)[0])
+        return x + self.dropout(self.ff(self.ff_norm(x)))
+
+
+class DecoderLayer(nn.Module):
+    """x + causal SelfAttention(LN(x)), x + CrossAttention(LN(x), memory), x + FeedForward(LN(x))."""
+
+    def __init__(
+        self, d_model: int, heads: int, ff_dim: int, dropout: float, attention_dropout: float
+    ):
+        super().__init__()
+        self.self_attn_norm = nn.LayerNorm(d_model)
+        self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
+        self.cross_attn_norm = nn.LayerNorm(d_model)
+        self.cross_attn = MultiHeadAttention(d_model, heads, attention_dropout)
+        self.ff_norm = nn.LayerNorm(d_model)
+        self.ff = FeedForward(d_model, ff_dim, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        self_kv: tuple[Tensor, Tensor] | None,
+        cross_kv: tuple[Tensor, Tensor],
+        src_mask: Tensor,
+        need_weights: bool,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
+        """x (B, T, D): the new positions; self_kv: cached keys/values of earlier positions, or None.
+
+        Returns x, the keys/values of all positions so far, and cross-attention weights (B, H, T, S).
+        """
+        h = self.self_attn_norm(x)
+        k, v = self.self_attn.project_kv(h)
+        if self_kv is not None:
+            k, v = torch.cat([self_kv[0], k], dim=2), torch.cat([self_kv[1], v], dim=2)
+        causal = x.shape[1] > 1  # one new position may see every cached one
+        x = x + self.dropout(
+            self.self_attn.attend(self.self_attn.project_query(h), k, v, causal=causal)[0]
+        )
+        h = self.cross_attn_norm(x)
+        out, weights = self.cross_attn.attend(
+            self.cross_attn.project_query(h), *cross_kv, mask=src_mask, need_weights=need_weights
+        )
+        x = x + self.dropout(out)
+        return x + self.dropout(self.ff(self.ff_norm(x))), (k, v), weights
+
+
+@dataclass
+class TransformerState:
+    """Incremental decoding state: per layer, self-attention keys/values so far and the source's
+    cross-attention keys/values (computed once); `step` is the next target position."""
+
+    self_kv: list[tuple[Tensor, Tensor]]
+    cross_kv: list[tuple[Tensor, Tensor]]
+    step: int
+
+    def reorder(self, index: Tensor) -> TransformerState:
+        return reorder_tensors(self, index)
+
+
+class Transformer(Seq2Seq):
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        *,
+        d_model: int,
+        heads: int,
+        ff_dim: int,
+        encoder_layers: int,
+        decoder_layers: int,
+        dropout: float,
+        attention_dropout: float,
+        tie_embeddings: bool,
+        shared_vocab: bool,
+        max_positions: int,
+        align_layer: int,
+        align_head: int | None,
+    ):
+        super().__init__()
+        tgt_embedding = nn.Embedding(tgt_vocab, d_model, padding_idx=PAD)
+        share_src = tie_embeddings and shared_vocab
+        src_embedding = (
+            tgt_embedding if share_src else nn.Embedding(src_vocab, d_model, padding_idx=PAD)
+        )
+        for embedding in {src_embedding, tgt_embedding}:
+            nn.init.normal_(embedding.weight, std=d_model**-0.5)
+            nn.init.zeros_(embedding.weight[PAD])
+        self.src_embed = Embeddings(src_embedding, max_positions, dropout)
+        self.tgt_embed = Embeddings(tgt_embedding, max_positions, dropout)
+        layer_args = (d_model, heads, ff_dim, dropout, attention_dropout)
+        self.encoder_layers = nn.ModuleList(
+            EncoderLayer(*layer_args) for _ in range(encoder_layers)
+        )
+        self.encoder_norm = nn.LayerNorm(d_model)
+        self.decoder_layers = nn.ModuleList(
+            DecoderLayer(*layer_args) for _ in range(decoder_layers)
+        )
+        self.decoder_norm = nn.LayerNorm(d_model)
+        self.output = nn.Linear(d_model, tgt_vocab, bias=False)
+        if tie_embeddings:
+            self.output.weight = tgt_embedding.weight
+        self.align_layer = align_layer % decoder_layers
+        self.align_head = align_head
+
+    def encode(self, src_ids: Tensor, src_mask: Tensor) -> Memory:
+        x = self.src_embed(src_ids)  # (B, S, D)
+        for layer in self.encoder_layers:
+            x = layer(x, src_mask)
+        return Memory(self.encoder_norm(x), src_mask)
+
+    def _decode(
+        self, tgt_ids: Tensor, memory: Memory, state: TransformerState | None, need_attn: bool
+    ) -> tuple[Tensor, TransformerState, Tensor | None]:
+        """Decode the positions `tgt_ids` (B, T) after those in `state` -> logits (B, T, V)."""
+        if state is None:
+            state = TransformerState(
+                self_kv=[None] * len(self.decoder_layers),
+                cross_kv=[
+                    layer.cross_attn.project_kv(memory.states) for layer in self.decoder_layers
+                ],
+                step=0,
+            )
+        x = self.tgt_embed(tgt_ids, offset=state.step)
+        self_kv, attn = [], None
+        for i, layer in enumerate(self.decoder_layers):
+            want = need_attn and i == self.align_layer
+            x, kv, weights = layer(x, state.self_kv[i], state.cross_kv[i], memory.mask, want)
+            self_kv.append(kv)
+            if want:  # (B, H, T, S) -> (B, T, S)
+                attn = weights.mean(1) if self.align_head is None else weights[:, self.align_head]
+        logits = self.output(self.decoder_norm(x))
+        return (
+            logits,
+            TransformerState(self_kv, state.cross_kv, state.step + tgt_ids.shape[1]),
+            attn,
+        )
+
+    def decode(
+        self, memory: Memory, tgt_in_ids: Tensor, need_attn: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        logits, _, attn = self._decode(tgt_in_ids, memory, None, need_attn)
+        return logits, attn
+
+    def decode_step(
+        self,
+        tokens: Tensor,
+        memory: Memory,
+        state: TransformerState | None,
+        need_attn: bool = False,
+    ) -> tuple[Tensor, TransformerState, Tensor | None]:
+        logits, state, attn = self._decode(tokens[:, None], memory, state, need_attn)
+        return logits[:, 0], state, attn[:, 0] if attn is not None else None

@@ -1,0 +1,131 @@
+"""sentencepiece subword models, joint or one per language: training, ids <-> text, special ids."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+
+from mt.checkpoint import atomic_write_bytes
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class Tokenizer:
+    """Source and target sentencepiece models (the same object when the vocabulary is joint)."""
+
+    def __init__(
+        self, src: spm.SentencePieceProcessor, tgt: spm.SentencePieceProcessor, joint: bool
+    ):
+        self.src, self.tgt, self.joint = src, tgt, joint
+
+    @classmethod
+    def load(cls, folder: Path) -> Tokenizer:
+        """The tokenizer saved in `folder` (spm.model, or src.model + tgt.model)."""
+        folder = Path(folder)
+        if (folder / "spm.model").exists():
+            model = _load_model(folder / "spm.model")
+            return cls(model, model, joint=True)
+        return cls(
+            _load_model(folder / "src.model"), _load_model(folder / "tgt.model"), joint=False
+        )
+
+    @property
+    def src_vocab_size(self) -> int:
+        return self.src.get_piece_size()
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        return self.tgt.get_piece_size()
+
+    def encode_src(self, texts: Sequence[str]) -> list[list[int]]:
+        """Source ids, each sentence ending in EOS."""
+        return [ids + [EOS] for ids in self.src.encode(list(texts))]
+
+    def encode_tgt(self, texts: Sequence[str]) -> list[list[int]]:
+        """Target ids, each sentence ending in EOS (BOS is prepended by the model's input shift)."""
+        return [ids + [EOS] for ids in self.tgt.encode(list(texts))]
+
+    def decode_tgt(self, ids: Sequence[int]) -> str:
+        """Detokenized text of target ids; special ids are dropped."""
+        return self.tgt.decode([i for i in ids if i > EOS])
+
+    def src_pieces(self, text: str) -> list[str]:
+        """Source subword pieces of `text` as the model sees them, EOS included."""
+        return self.src.encode(text, out_type=str) + ["</s>"]
+
+    def tgt_pieces(self, ids: Sequence[int]) -> list[str]:
+        return [self.tgt.id_to_piece(i) for i in ids]
+
+
+def _load_model(path: Path) -> spm.SentencePieceProcessor:
+    if not path.exists():
+        raise FileNotFoundError(f"tokenizer model not found: {path}")
+    return spm.SentencePieceProcessor(model_file=str(path))
+
+
+def train_model(
+    sentences: Iterable[str],
+    path: Path,
+    vocab_size: int,
+    model_type: str,
+    character_coverage: float,
+    max_sentences: int,
+    seed: int,
+) -> None:
+    """Train one sentencepiece model on `sentences` and write it atomically to `path`."""
+    spm.set_random_generator_seed(seed)
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=buffer,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        input_sentence_size=max_sentences,
+        shuffle_input_sentence=True,
+        pad_id=PAD,
+        unk_id=UNK,
+        bos_id=BOS,
+        eos_id=EOS,
+        pad_piece="<pad>",
+        unk_piece="<unk>",
+        bos_piece="<s>",
+        eos_piece="</s>",
+        hard_vocab_limit=False,
+        num_threads=2,
+        minloglevel=2,
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def train(
+    src_texts: Sequence[str],
+    tgt_texts: Sequence[str],
+    folder: Path,
+    *,
+    vocab_size: int,
+    model_type: str,
+    joint: bool,
+    character_coverage: float,
+    max_sentences: int,
+    seed: int,
+) -> Tokenizer:
+    """Train the tokenizer of a run on its training texts and save it under `folder`."""
+    options = dict(
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        seed=seed,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    if joint:
+        train_model(
+            [*src_texts, *tgt_texts], folder / "spm.model", max_sentences=max_sentences, **options
+        )
+    else:
+        train_model(src_texts, folder / "src.model", max_sentences=max_sentences, **options)
+        train_model(tgt_texts, folder / "tgt.model", max_sentences=max_sentences, **options)
+    return Tokenizer.load(folder)

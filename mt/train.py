@@ -1,0 +1,413 @@
+"""The training loop: label-smoothed cross-entropy, AdamW with inverse-square-root warm-up, clipping,
+accumulation, validation by dev BLEU, early stopping, resumable checkpoints, TensorBoard."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from mt import checkpoint
+from mt.batching import Batch, EncodedCorpus, collate, epoch_batches, token_batches
+from mt.models.base import Seq2Seq
+from mt.tokenizer import PAD
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says why and what was kept."""
+
+
+def label_smoothed_loss(
+    logits: torch.Tensor, target: torch.Tensor, smoothing: float
+) -> torch.Tensor:
+    """Summed cross-entropy against targets smoothed by `smoothing` (Szegedy et al. 2016); PAD ignored.
+
+    logits (B, T, V), target (B, T).
+    """
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(),
+        target.flatten(),
+        ignore_index=PAD,
+        label_smoothing=smoothing,
+        reduction="sum",
+    )
+
+
+def inverse_sqrt(warmup: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up to 1 at `warmup` updates, then sqrt(warmup / step)."""
+
+    def factor(step: int) -> float:
+        step = max(step, 1)
+        return min(step / warmup, math.sqrt(warmup / step))
+
+    return factor
+
+
+@dataclass
+class Progress:
+    """Where training is; saved in every checkpoint so a re-run resumes exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_bleu: float = -1.0
+    best_step: int = 0
+    bad_validations: int = 0
+    train_seconds: float = 0.0
+    finished: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between updates (a second signal: exit now)."""
+
+    def __init__(self):
+        self.requested, self.previous = None, {}
+
+    def __enter__(self) -> StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+class Trainer:
+    """Trains `model` on `train_data`, validating on `dev_data`; everything it writes is in `run_dir`.
+
+    `validate_bleu(model) -> (bleu, chrf)` decodes the dev set; it is given by the pipeline, which knows
+    the tokenizer and references.
+    """
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        model: Seq2Seq,
+        train_data: EncodedCorpus,
+        dev_data: EncodedCorpus,
+        run_dir: Path,
+        device: torch.device,
+        seed: int,
+        validate_bleu: Callable[[Seq2Seq, int, SummaryWriter], tuple[float, float]],
+    ):
+        self.cfg, self.model, self.device, self.seed = cfg, model.to(device), device, seed
+        self.train_data, self.dev_data = train_data, dev_data
+        self.run_dir, self.ckpt_dir = run_dir, run_dir / "checkpoints"
+        self.validate_bleu = validate_bleu
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, inverse_sqrt(cfg.warmup))
+        self.progress = Progress()
+        self.amp_dtype = autocast_dtype(cfg.precision, device)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "progress": vars(self.progress),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def save(self, name: str) -> None:
+        checkpoint.save(self.ckpt_dir / name, self.state())
+
+    def resume(self) -> bool:
+        """Load the newest readable checkpoint of the run, if any; a corrupt last.pt falls back to step-N.pt."""
+        candidates = [self.ckpt_dir / "last.pt"] + sorted(
+            self.ckpt_dir.glob("step-*.pt"), key=lambda p: -int(p.stem.split("-")[1])
+        )
+        for path in candidates:
+            if not path.exists():
+                continue
+            try:
+                state = checkpoint.load(path, map_location=self.device)
+            except checkpoint.CheckpointError as e:
+                log.warning("%s; trying an older checkpoint", e)
+                continue
+            load_model_state(self.model, state["model"], path)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.progress = Progress(**state["progress"])
+            torch.set_rng_state(state["rng"]["torch"].cpu())
+            if state["rng"]["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+            log.info(
+                "resumed from %s at step %d (epoch %d)",
+                path,
+                self.progress.step,
+                self.progress.epoch,
+            )
+            return True
+        return False
+
+    def _prune_step_checkpoints(self) -> None:
+        steps = sorted(self.ckpt_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+        for path in steps[: max(0, len(steps) - self.cfg.keep_checkpoints)]:
+            path.unlink()
+
+    # --- one update ---------------------------------------------------------------------------
+    def _loss(self, batch: Batch) -> torch.Tensor:
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+        ):
+            logits, _ = self.model(batch.src, batch.tgt_in)
+        return label_smoothed_loss(logits, batch.tgt_out, self.cfg.label_smoothing)
+
+    def _update(self, batches: list[Batch]) -> tuple[float, int] | None:
+        """One optimiser step over `batches` (accumulated); None when the loss was not finite."""
+        tokens = sum(b.tgt_tokens for b in batches)
+        total = 0.0
+        for batch in batches:
+            loss = self._loss(batch)
+            if not torch.isfinite(loss):
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+            (loss / tokens).backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return total / tokens, tokens
+
+    # --- validation ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def dev_loss(self) -> float:
+        self.model.eval()
+        total, tokens = 0.0, 0
+        lengths = ([len(s) for s in self.dev_data.src], [len(t) for t in self.dev_data.tgt])
+        for indices in token_batches(*lengths, self.cfg.batch_tokens, seed=None):
+            batch = collate(self.dev_data, indices).to(self.device)
+            total += self._loss(batch).item()
+            tokens += batch.tgt_tokens
+        return total / tokens
+
+    def validate(self, writer: SummaryWriter) -> None:
+        p = self.progress
+        loss = self.dev_loss()
+        bleu, chrf = self.validate_bleu(self.model, p.step, writer)
+        self.model.train()
+        improved = bleu > p.best_bleu
+        if improved:
+            p.best_bleu, p.best_step, p.bad_validations = bleu, p.step, 0
+        else:
+            p.bad_validations += 1
+        p.history.append(
+            {
+                "step": p.step,
+                "minutes": round(p.train_seconds / 60, 2),
+                "dev_loss": round(loss, 4),
+                "dev_bleu": round(bleu, 2),
+                "dev_chrf": round(chrf, 2),
+            }
+        )
+        for name, value in (
+            ("loss", loss),
+            ("ppl", math.exp(min(loss, 50))),
+            ("bleu", bleu),
+            ("chrf", chrf),
+        ):
+            writer.add_scalar(f"dev/{name}", value, p.step)
+        log.info(
+            "step %d: dev loss %.3f, BLEU %.2f, chrF %.2f%s",
+            p.step,
+            loss,
+            bleu,
+            chrf,
+            " (best)" if improved else f" (best {p.best_bleu:.2f} at step {p.best_step})",
+        )
+        self.save(f"step-{p.step}.pt")
+        self._prune_step_checkpoints()
+        if improved:
+            self.save("best.pt")
+        self.save("last.pt")
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _should_stop(self) -> str | None:
+        p, cfg = self.progress, self.cfg
+        if p.step >= cfg.max_steps:
+            return f"reached train.max_steps={cfg.max_steps}"
+        if p.epoch >= cfg.max_epochs:
+            return f"reached train.max_epochs={cfg.max_epochs}"
+        if cfg.max_minutes is not None and p.train_seconds >= cfg.max_minutes * 60:
+            return f"reached train.max_minutes={cfg.max_minutes}"
+        if p.bad_validations >= cfg.patience:
+            return f"no better dev BLEU in {cfg.patience} validations (train.patience)"
+        return None
+
+    def batches(self):
+        """(epoch, index, Batch) from the saved position on, epoch after epoch."""
+        while True:
+            p = self.progress
+            order = epoch_batches(self.train_data, self.cfg.batch_tokens, self.seed, p.epoch)
+            for i in range(p.batch_in_epoch, len(order)):
+                yield p.epoch, i, collate(self.train_data, order[i])
+            p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+
+    def train(self) -> Progress:
+        cfg = self.cfg
+        if self.resume() and self.progress.finished:
+            log.info("training already finished at step %d; nothing to do", self.progress.step)
+            return self.progress
+        p = self.progress
+        self.model.train()
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=p.step or None)
+        params = sum(t.numel() for t in self.model.parameters())
+        log.info(
+            "training %s parameters on %s, %d sentence pairs; stops at %s",
+            f"{params:,}",
+            self.device,
+            len(self.train_data),
+            f"step {cfg.max_steps}" + (f" or {cfg.max_minutes} min" if cfg.max_minutes else ""),
+        )
+        source = self.batches()
+        window_tokens, window_loss, window_start, nonfinite = 0, 0.0, time.perf_counter(), 0
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=p.step,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=2,
+            disable=None,
+        )
+        reason = None
+        with StopRequest() as stop:
+            while (reason := self._should_stop()) is None:
+                started = time.perf_counter()
+                group = []
+                for _ in range(cfg.accumulate):
+                    epoch, index, batch = next(source)
+                    group.append(batch.to(self.device))
+                p.batch_in_epoch = index + 1
+                result = self._update(group)
+                p.train_seconds += time.perf_counter() - started
+                if result is None:
+                    nonfinite += 1
+                    writer.add_scalar("train/nonfinite_losses", nonfinite, p.step)
+                    log.warning(
+                        "non-finite loss at step %d (epoch %d): update skipped", p.step, epoch
+                    )
+                    if nonfinite >= cfg.max_nonfinite:
+                        raise TrainingError(
+                            f"{nonfinite} non-finite losses in a row (train.max_nonfinite); "
+                            f"the last good checkpoint is {self.ckpt_dir / 'last.pt'}"
+                        )
+                    continue
+                nonfinite = 0
+                loss, tokens = result
+                p.step += 1
+                bar.update(1)
+                window_loss += loss * tokens
+                window_tokens += tokens
+                if p.step % cfg.log_every == 0:
+                    elapsed = time.perf_counter() - window_start
+                    mean = window_loss / window_tokens
+                    rate = window_tokens / elapsed
+                    lr = self.scheduler.get_last_lr()[0]
+                    for name, value in (
+                        ("loss", mean),
+                        ("ppl", math.exp(min(mean, 50))),
+                        ("lr", lr),
+                        ("tokens_per_s", rate),
+                        ("epoch", epoch),
+                    ):
+                        writer.add_scalar(f"train/{name}", value, p.step)
+                    bar.set_postfix(
+                        loss=f"{mean:.3f}",
+                        tok_s=f"{rate:,.0f}",
+                        lr=f"{lr:.2e}",
+                        ep=epoch,
+                        refresh=False,
+                    )
+                    if bar.disable:  # no terminal (nohup, a scheduler): the log shows progress
+                        log.info(
+                            "step %d: loss %.3f, %.0f target tokens/s, lr %.2e, epoch %d",
+                            p.step,
+                            mean,
+                            rate,
+                            lr,
+                            epoch,
+                        )
+                    window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
+                if p.step % cfg.validate_every == 0:
+                    self.validate(writer)
+                    window_start = time.perf_counter()
+                if stop.requested:
+                    reason = f"stopped by {stop.requested}"
+                    break
+        bar.close()
+        if (
+            p.step
+            and (not p.history or p.history[-1]["step"] != p.step)
+            and not reason.startswith("stopped")
+        ):
+            self.validate(writer)
+        p.finished = not reason.startswith("stopped")
+        self.save("last.pt")
+        writer.close()
+        log.info(
+            "training ended at step %d: %s; best dev BLEU %.2f at step %d",
+            p.step,
+            reason,
+            p.best_bleu,
+            p.best_step,
+        )
+        if not p.finished:
+            log.info(
+                "checkpoint saved to %s; run the same command again to resume",
+                self.ckpt_dir / "last.pt",
+            )
+        return p
+
+
+def load_model_state(model: Seq2Seq, weights: dict, path: Path) -> None:
+    """Load weights into `model`; a checkpoint of another shape names the mismatching tensors."""
+    own = model.state_dict()
+    problems = [
+        f"{name}: checkpoint {tuple(t.shape)} vs model {tuple(own[name].shape)}"
+        for name, t in weights.items()
+        if name in own and own[name].shape != t.shape
+    ]
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    if problems or missing or unexpected:
+        details = (
+            problems
+            + [f"missing {n}" for n in missing[:5]]
+            + [f"unexpected {n}" for n in unexpected[:5]]
+        )
+        raise checkpoint.CheckpointError(
+            f"{path} does not match the model config: " + "; ".join(details[:8])
+        )
+    model.load_state_dict(weights)

@@ -1,0 +1,65 @@
+"""The stage cache, the run directory, and configuration errors."""
+
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from mt import pipeline
+from tests.conftest import toy_config
+
+
+def test_unchanged_config_reruns_nothing_and_new_model_reuses_tokenizer(tmp_path, caplog):
+    caplog.set_level("INFO")
+    cfg = toy_config(tmp_path, "train.max_steps=4", "train.validate_every=2")
+    run_dir = pipeline.train_pipeline(cfg)
+    last = run_dir / "checkpoints" / "last.pt"
+    stamp = last.stat().st_mtime_ns
+    caplog.clear()
+    pipeline.train_pipeline(cfg)
+    assert caplog.text.count("cache hit") == 3  # corpus, tokenizer, encoded ids
+    assert "training already finished at step 4" in caplog.text
+    assert last.stat().st_mtime_ns == stamp
+    caplog.clear()
+    other = toy_config(
+        tmp_path, "train.max_steps=2", "model.ff_dim=32", f"run_dir={tmp_path / 'other'}"
+    )
+    pipeline.train_pipeline(other)
+    assert "cache hit" in caplog.text and "tokenizer-" in caplog.text
+    assert (tmp_path / "other" / "tokenizer" / "spm.model").read_bytes() == (
+        run_dir / "tokenizer" / "spm.model"
+    ).read_bytes()
+
+
+def test_run_directory_holds_everything(toy_run):
+    saved = OmegaConf.load(toy_run / "config.yaml")
+    assert saved.meta.git_commit and saved.model.d_model == 64
+    for name in ("tokenizer/spm.model", "checkpoints/best.pt", "checkpoints/last.pt", "train.log"):
+        assert (toy_run / name).exists(), name
+    assert list((toy_run / "tb").glob("events.out.tfevents.*"))
+
+
+def test_a_different_config_in_the_same_run_dir_is_refused(tmp_path):
+    pipeline.train_pipeline(toy_config(tmp_path, "train.max_steps=1", "train.validate_every=1"))
+    changed = toy_config(tmp_path, "train.max_steps=1", "train.lr=0.5")
+    with pytest.raises(
+        pipeline.RunError, match=r"another config: train\.lr \(0\.003 -> 0\.5\).*overwrite=true"
+    ):
+        pipeline.train_pipeline(changed)
+
+
+def mt(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "mt", *args], capture_output=True, text=True, timeout=120, **kwargs
+    )
+
+
+def test_unknown_config_key_is_one_clear_error(tmp_path):
+    result = mt("train", "train.learning_rate=0.1", f"run_dir={tmp_path}")
+    assert result.returncode != 0
+    assert (
+        "Key 'learning_rate' is not in struct" in result.stderr and "Traceback" not in result.stderr
+    )
+    result = mt("train", "model=nope")
+    assert result.returncode != 0 and "Could not find 'model/nope'" in result.stderr

@@ -1,0 +1,76 @@
+"""The Transformer under the Seq2Seq contract: shapes, masks, cached decoding, attention on request."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mt.cli import CONF_DIR
+from mt.models import build_model
+from mt.tokenizer import BOS, PAD
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    cfg = OmegaConf.load(CONF_DIR / "model" / "transformer.yaml")
+    cfg.update(d_model=32, heads=4, ff_dim=64, encoder_layers=2, decoder_layers=2, dropout=0.0)
+    return build_model(cfg, 40, 40, shared_vocab=True).eval()
+
+
+@pytest.fixture
+def batch():
+    torch.manual_seed(1)
+    src = torch.randint(4, 40, (3, 7))
+    src[1, 4:] = PAD
+    tgt = torch.randint(4, 40, (3, 6))
+    tgt[:, 0] = BOS
+    return src, tgt
+
+
+def test_shapes_and_padding(model, batch):
+    src, tgt = batch
+    logits, attn = model(src, tgt, need_attn=True)
+    assert logits.shape == (3, 6, 40) and attn.shape == (3, 6, 7)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(3, 6))
+    assert (attn[1, :, 4:] == 0).all()
+    # padding the source further changes nothing
+    longer = torch.cat([src, torch.full((3, 2), PAD)], 1)
+    torch.testing.assert_close(model(longer, tgt)[0], logits, atol=1e-5, rtol=1e-5)
+
+
+def test_tied_embeddings(model):
+    assert (
+        model.output.weight is model.tgt_embed.embedding.weight is model.src_embed.embedding.weight
+    )
+
+
+def test_attention_weights_do_not_change_outputs(model, batch):
+    src, tgt = batch
+    plain, none = model(src, tgt)
+    with_attn, attn = model(src, tgt, need_attn=True)
+    assert none is None and attn is not None
+    torch.testing.assert_close(plain, with_attn, atol=1e-5, rtol=0)
+
+
+def test_cached_decoding_equals_full_redecoding(model, batch):
+    src, tgt = batch
+    full, full_attn = model(src, tgt, need_attn=True)
+    memory = model.encode(src, src != PAD)
+    state, steps, attns = None, [], []
+    for t in range(tgt.shape[1]):
+        logits, state, attn = model.decode_step(tgt[:, t], memory, state, need_attn=True)
+        steps.append(logits)
+        attns.append(attn)
+    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.stack(attns, 1), full_attn, atol=1e-5, rtol=0)
+    assert torch.equal(torch.stack(steps, 1).argmax(-1), full.argmax(-1))
+
+
+def test_state_reorder_follows_the_index(model, batch):
+    src, tgt = batch
+    memory = model.encode(src, src != PAD)
+    _, state, _ = model.decode_step(tgt[:, 0], memory, None)
+    index = torch.tensor([2, 0, 1])
+    logits, _, _ = model.decode_step(tgt[index, 1], memory.reorder(index), state.reorder(index))
+    expected, _ = model(src[index], tgt[index, :2])
+    torch.testing.assert_close(logits, expected[:, 1], atol=1e-5, rtol=0)
