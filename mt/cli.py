@@ -1,4 +1,4 @@
-"""The `mt` command: train, eval, translate."""
+"""The `mt` command: train, eval, translate, align."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ commands:
   eval --run DIR           beam-search the run's test split(s); writes DIR/eval/<split>.hyp, .scores.json
   translate --run DIR [SENTENCE ...]
                            translate the sentences, or stdin line by line
+  align --run DIR SENTENCE [--target T] [-o heatmap.png]
+                           the attention alignment of a translation: heatmap and Pharaoh links
 """
 
 
@@ -153,7 +155,74 @@ def translate_command(argv: list[str]) -> None:
         sys.stderr.close()
 
 
-COMMANDS = {"train": train_command, "eval": eval_command, "translate": translate_command}
+def align_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="mt align",
+        description="Show which source words the model attends to for each target word: a heatmap and "
+        "the hard alignment in Pharaoh 'source-target' format.",
+    )
+    parser.add_argument("sentence", help="source sentence")
+    parser.add_argument("--run", required=True, help="run directory (runs/<name>)")
+    parser.add_argument(
+        "--target", help="align this translation (forced decoding) instead of the model's own"
+    )
+    parser.add_argument(
+        "-o", "--output", help="write the heatmap to this PNG file (default: draw it here)"
+    )
+    parser.add_argument(
+        "--beam", type=int, default=1, help="beam size of the model's translation (default 1)"
+    )
+    parser.add_argument(
+        "--layer",
+        type=int,
+        help="Transformer: cross-attention layer to read (default: model.align_layer)",
+    )
+    parser.add_argument(
+        "--head", type=int, help="Transformer: one head instead of the heads' average"
+    )
+    parser.add_argument(
+        "--checkpoint", default="best", help="best | last | averaged | a file in checkpoints/"
+    )
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if not args.sentence.strip():
+        fail(UserError("an empty sentence was given to align"))
+    from mt import pipeline
+
+    try:
+        run = pipeline.load_run(args.run, args.checkpoint, args.device)
+        if args.layer is not None or args.head is not None:
+            if run.cfg.model.arch != "transformer":
+                raise UserError("--layer and --head apply to Transformer runs only")
+            layers = len(run.model.decoder_layers)
+            if args.layer is not None:
+                if not -layers <= args.layer < layers:
+                    raise UserError(f"--layer {args.layer}: the decoder has {layers} layers")
+                run.model.align_layer = args.layer % layers
+            if args.head is not None:
+                if not 0 <= args.head < run.cfg.model.heads:
+                    raise UserError(
+                        f"--head {args.head}: the model has {run.cfg.model.heads} heads"
+                    )
+                run.model.align_head = args.head
+        translation, score, alignment = run.align(args.sentence, args.target, args.beam)
+    except user_errors() as e:
+        fail(e)
+    print(translation)
+    if args.output:
+        alignment.save_png(args.output, title=f"{args.sentence} → {translation}")
+        print(f"heatmap: {args.output}")
+    else:
+        print(alignment.terminal())
+    print(alignment.pharaoh())
+
+
+COMMANDS = {
+    "train": train_command,
+    "eval": eval_command,
+    "translate": translate_command,
+    "align": align_command,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mt import checkpoint, data, evaluate, tokenizer
+from mt.alignment import Alignment
 from mt.batching import EncodedCorpus
 from mt.models import Seq2Seq, build_model
 from mt.search import translate_ids
@@ -293,6 +294,37 @@ class Run:
             need_attn=need_attn,
         )
 
+    def align(
+        self, sentence: str, target: str | None = None, beam_size: int = 1
+    ) -> tuple[str, float, Alignment]:
+        """The translation of `sentence` (or the given `target`, forced) with its word alignment.
+
+        Returns (translation, score, alignment); a forced target's score is its mean log-probability.
+        """
+        src_ids = self.tokenizer.encode_src([sentence])[0]
+        if target is None:
+            hyp = next(self.translate([sentence], beam_size=beam_size, need_attn=True))[0]
+            tokens, attention, score = hyp.tokens, hyp.attention, hyp.score
+        else:
+            tokens = self.tokenizer.encode_tgt([target])[0]
+            src = torch.tensor([src_ids], device=self.device)
+            tgt_in = torch.tensor([[tokenizer.BOS, *tokens[:-1]]], device=self.device)
+            with torch.inference_mode():
+                logits, attn = self.model(src, tgt_in, need_attn=True)
+            log_probs = torch.log_softmax(logits[0].float(), -1)
+            score = float(
+                log_probs.gather(1, torch.tensor(tokens, device=self.device)[:, None]).mean()
+            )
+            attention = attn[0].cpu()
+        src_pieces = [
+            self.tokenizer.src.id_to_piece(i) if i != tokenizer.EOS else "</s>" for i in src_ids
+        ]
+        tgt_pieces = [
+            self.tokenizer.tgt.id_to_piece(i) if i != tokenizer.EOS else "</s>" for i in tokens
+        ]
+        alignment = Alignment.from_subwords(src_pieces, tgt_pieces, attention.float())
+        return target if target is not None else self.tokenizer.decode_tgt(tokens), score, alignment
+
 
 def build_for(cfg: DictConfig, tok: tokenizer.Tokenizer) -> Seq2Seq:
     return build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, shared_vocab=tok.joint)
@@ -320,6 +352,19 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> 
 
 
 # --- the whole pipeline ----------------------------------------------------------------------
+def log_probes(run: Run, probes: list[str], step: int, writer) -> None:
+    """Alignment heatmaps of the probe sentences, greedy and beam, as TensorBoard images."""
+    for i, sentence in enumerate(probes):
+        for beam in sorted({1, run.cfg.decode.beam_size}):
+            translation, _, alignment = run.align(sentence, beam_size=beam)
+            search_name = "greedy" if beam == 1 else f"beam{beam}"
+            tag = f"alignment/probe{i}_{search_name}"
+            writer.add_figure(
+                tag, alignment.figure(f"{search_name}: {translation}"), step, close=True
+            )
+            writer.add_text(tag, f"{translation}  \n`{alignment.pharaoh()}`", step)
+
+
 def dev_bleu_fn(
     cfg: DictConfig, tok: tokenizer.Tokenizer, dev: datasets.Dataset, device: torch.device
 ):
@@ -349,6 +394,8 @@ def dev_bleu_fn(
             writer.add_text(
                 f"dev/sample_{i}", f"{dev['src'][i]}  \n→ {hyps[i]}  \n(ref: {references[i]})", step
             )
+        probes = list(cfg.data.get("probes") or [])
+        log_probes(Run(Path(cfg.run_dir), cfg, tok, model, device), probes, step, writer)
         return scores["bleu"], scores["chrf"]
 
     return validate

@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from mt.models.base import DecoderState, Memory, Seq2Seq
+from mt.models.rnn import RNNSeq2Seq
 from mt.models.transformer import Transformer
 
 __all__ = ["DecoderState", "Memory", "Seq2Seq", "build_model"]
@@ -29,4 +30,20 @@ def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, shared_vocab: b
             align_layer=cfg.align_layer,
             align_head=cfg.align_head,
         )
-    raise ValueError(f"model.arch: unknown architecture {cfg.arch!r} (transformer)")
+    if cfg.arch == "rnn":
+        return RNNSeq2Seq(
+            src_vocab,
+            tgt_vocab,
+            style=cfg.style,
+            attention=cfg.attention,
+            cell=cfg.cell,
+            embedding_dim=cfg.embedding_dim,
+            encoder_hidden=cfg.encoder_hidden,
+            decoder_hidden=cfg.decoder_hidden,
+            encoder_layers=cfg.encoder_layers,
+            decoder_layers=cfg.decoder_layers,
+            dropout=cfg.dropout,
+            tie_embeddings=cfg.tie_embeddings,
+            shared_vocab=shared_vocab,
+        )
+    raise ValueError(f"model.arch: unknown architecture {cfg.arch!r} (transformer or rnn)")

@@ -1,0 +1,199 @@
+"""RNN encoder-decoder with attention, in both classic forms.
+
+- Bahdanau et al. (2015): attend with the previous decoder state, then step the RNN on
+  [previous word; context].
+- Luong et al. (2015): step the RNN on [previous word; previous attentional vector] (input feeding),
+  then attend with the new state.
+
+Either way the output is tanh(W [state; context]) (the attentional vector) projected to the vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from mt.attention import build_scored_attention
+from mt.models.base import Memory, Seq2Seq, reorder_tensors
+from mt.tokenizer import PAD
+
+RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class RNNEncoder(nn.Module):
+    """Bidirectional GRU/LSTM over embedded source tokens; padding is packed away, never computed."""
+
+    def __init__(
+        self, embedding: nn.Embedding, cell: str, hidden: int, layers: int, dropout: float
+    ):
+        super().__init__()
+        self.embedding = embedding
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = RNNS[cell](
+            embedding.embedding_dim,
+            hidden,
+            layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
+
+    def forward(self, src_ids: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """-> states (B, S, 2H), final (B, 2H): the last forward and first backward state of the top layer."""
+        lengths = src_mask.sum(1).cpu()
+        packed = pack_padded_sequence(
+            self.dropout(self.embedding(src_ids)), lengths, batch_first=True, enforce_sorted=False
+        )
+        states, final = self.rnn(packed)
+        states, _ = pad_packed_sequence(states, batch_first=True, total_length=src_ids.shape[1])
+        if isinstance(final, tuple):  # LSTM: (h, c)
+            final = final[0]
+        return states, torch.cat([final[-2], final[-1]], dim=-1)
+
+
+@dataclass
+class RNNState:
+    """hidden: (B, layers, H) (and cell, for an LSTM); feed: (B, H) the last attentional vector
+    (Luong input feeding); keys: the attention's per-sentence work on the encoder states."""
+
+    hidden: Tensor
+    cell: Tensor | None
+    feed: Tensor
+    keys: Tensor
+
+    def reorder(self, index: Tensor) -> RNNState:
+        return reorder_tensors(self, index)
+
+
+class RNNSeq2Seq(Seq2Seq):
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        *,
+        style: str,
+        attention: str,
+        cell: str,
+        embedding_dim: int,
+        encoder_hidden: int,
+        decoder_hidden: int,
+        encoder_layers: int,
+        decoder_layers: int,
+        dropout: float,
+        tie_embeddings: bool,
+        shared_vocab: bool,
+    ):
+        super().__init__()
+        if style not in ("bahdanau", "luong"):
+            raise ValueError(f"model.style: unknown {style!r} (bahdanau or luong)")
+        if cell not in RNNS:
+            raise ValueError(f"model.cell: unknown {cell!r} (gru or lstm)")
+        self.style, self.cell_type = style, cell
+        tgt_embedding = nn.Embedding(tgt_vocab, embedding_dim, padding_idx=PAD)
+        share_src = tie_embeddings and shared_vocab
+        src_embedding = (
+            tgt_embedding if share_src else nn.Embedding(src_vocab, embedding_dim, padding_idx=PAD)
+        )
+        self.encoder = RNNEncoder(src_embedding, cell, encoder_hidden, encoder_layers, dropout)
+        self.tgt_embedding = tgt_embedding
+        memory_dim = 2 * encoder_hidden
+        self.bridge = nn.Linear(memory_dim, decoder_hidden)
+        # Bahdanau feeds the context into the RNN; Luong feeds the previous attentional vector
+        rnn_input = embedding_dim + (memory_dim if style == "bahdanau" else decoder_hidden)
+        self.decoder_layers = decoder_layers
+        self.rnn = RNNS[cell](
+            rnn_input,
+            decoder_hidden,
+            decoder_layers,
+            batch_first=True,
+            dropout=dropout if decoder_layers > 1 else 0.0,
+        )
+        try:
+            self.attention = build_scored_attention(
+                attention, decoder_hidden, memory_dim, decoder_hidden
+            )
+        except ValueError as e:
+            raise ValueError(
+                f"{e}: the encoder states are 2 x model.encoder_hidden = {memory_dim}, "
+                f"model.decoder_hidden = {decoder_hidden}"
+            ) from None
+        self.combine = nn.Linear(
+            decoder_hidden + memory_dim, decoder_hidden, bias=False
+        )  # W [state; context]
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(decoder_hidden, tgt_vocab, bias=False)
+        if tie_embeddings:
+            if embedding_dim != decoder_hidden:
+                raise ValueError(
+                    f"model.tie_embeddings needs embedding_dim ({embedding_dim}) = decoder_hidden "
+                    f"({decoder_hidden})"
+                )
+            self.output.weight = tgt_embedding.weight
+
+    def encode(self, src_ids: Tensor, src_mask: Tensor) -> Memory:
+        states, final = self.encoder(src_ids, src_mask)
+        return Memory(states, src_mask, final)
+
+    def initial_state(self, memory: Memory) -> RNNState:
+        batch = memory.states.shape[0]
+        hidden = (
+            torch.tanh(self.bridge(memory.final))[:, None, :]
+            .expand(-1, self.decoder_layers, -1)
+            .contiguous()
+        )
+        cell = torch.zeros_like(hidden) if self.cell_type == "lstm" else None
+        feed = memory.states.new_zeros(batch, hidden.shape[-1])
+        return RNNState(hidden, cell, feed, self.attention.prepare(memory.states))
+
+    def _rnn_step(self, x: Tensor, state: RNNState) -> tuple[Tensor, Tensor, Tensor | None]:
+        """x (B, input) one time step -> top output (B, H), hidden (B, L, H), cell."""
+        hidden = state.hidden.transpose(0, 1).contiguous()  # (L, B, H)
+        if self.cell_type == "lstm":
+            out, (h, c) = self.rnn(x[:, None], (hidden, state.cell.transpose(0, 1).contiguous()))
+            return out[:, 0], h.transpose(0, 1), c.transpose(0, 1)
+        out, h = self.rnn(x[:, None], hidden)
+        return out[:, 0], h.transpose(0, 1), None
+
+    def _attend(self, query: Tensor, memory: Memory, keys: Tensor) -> tuple[Tensor, Tensor]:
+        """query (B, H) -> context (B, 2H_enc), weights (B, S)."""
+        context, weights = self.attention(
+            query[:, None], memory.states, memory.states, memory.mask, keys
+        )
+        return context[:, 0], weights[:, 0]
+
+    def _step(
+        self, embedded: Tensor, memory: Memory, state: RNNState
+    ) -> tuple[Tensor, RNNState, Tensor]:
+        """embedded (B, E) previous word -> attentional vector (B, H), new state, weights (B, S)."""
+        if self.style == "bahdanau":
+            context, weights = self._attend(state.hidden[:, -1], memory, state.keys)
+            top, hidden, cell = self._rnn_step(torch.cat([embedded, context], -1), state)
+        else:
+            top, hidden, cell = self._rnn_step(torch.cat([embedded, state.feed], -1), state)
+            context, weights = self._attend(top, memory, state.keys)
+        attentional = torch.tanh(self.combine(torch.cat([top, context], -1)))
+        return attentional, RNNState(hidden, cell, attentional, state.keys), weights
+
+    def decode(
+        self, memory: Memory, tgt_in_ids: Tensor, need_attn: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        state = self.initial_state(memory)
+        embedded = self.dropout(self.tgt_embedding(tgt_in_ids))  # (B, T, E)
+        outputs, attention = [], []
+        for t in range(tgt_in_ids.shape[1]):
+            out, state, weights = self._step(embedded[:, t], memory, state)
+            outputs.append(out)
+            attention.append(weights)
+        logits = self.output(self.dropout(torch.stack(outputs, 1)))  # (B, T, V)
+        return logits, torch.stack(attention, 1) if need_attn else None
+
+    def decode_step(
+        self, tokens: Tensor, memory: Memory, state: RNNState | None, need_attn: bool = False
+    ) -> tuple[Tensor, RNNState, Tensor | None]:
+        if state is None:
+            state = self.initial_state(memory)
+        out, state, weights = self._step(self.dropout(self.tgt_embedding(tokens)), memory, state)
+        return self.output(self.dropout(out)), state, weights if need_attn else None
