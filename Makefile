@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 ARGS ?=
 RUN ?= runs/tatoeba_en_fr-transformer
 
-.PHONY: install train eval test check format tensorboard clean
+.PHONY: install train eval test check format tensorboard demo clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ check: install
 format: install
 	$(BIN)/ruff check --fix mt tests scripts
 	$(BIN)/ruff format mt tests scripts
+
+demo: install  ## a tiny model on the generated toy pair, then its alignment of the probe sentence
+	$(BIN)/mt train experiment=demo $(ARGS)
+	$(BIN)/mt align --run runs/demo "The black cat ate the mouse."
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir runs

@@ -1,4 +1,4 @@
-"""Shared fixtures: configs composed from conf/ for generated toy data, and one tiny trained run."""
+"""Shared fixtures: configs composed from conf/ for generated toy data, and tiny trained runs."""
 
 from __future__ import annotations
 
@@ -11,28 +11,23 @@ from omegaconf import DictConfig
 
 from mt.cli import CONF_DIR
 
-torch.set_num_threads(1)  # tiny models: one thread is faster, and tests may run beside a training
+torch.set_num_threads(1)  # tiny models: one thread is as fast, and tests may run beside a training
 
-# a model small enough to train in seconds, big enough to learn the toy pair
-TINY_MODEL = [
-    "model=transformer",
-    "model.d_model=64",
-    "model.heads=4",
-    "model.ff_dim=128",
-    "model.encoder_layers=2",
-    "model.decoder_layers=2",
-    "model.dropout=0.0",
-]
-TINY_TRAIN = [
-    "tokenizer.vocab_size=100",
-    "train.batch_tokens=1200",
-    "train.lr=3e-3",
-    "train.warmup=100",
-    "train.max_minutes=null",
-    "train.log_every=50",
+# the demo recipe (conf/experiment/demo.yaml) on a smaller sample of the toy pair
+TOY = [
+    "experiment=demo",
+    "data.sizes.train=6000",
+    "data.sizes.dev=100",
+    "data.sizes.test=200",
     "train.dev_max_sentences=100",
     "train.threads=1",
-    "decode.batch_size=100",
+]
+TINY_RNN = [
+    "model=rnn_bahdanau",
+    "model.embedding_dim=64",
+    "model.encoder_hidden=64",
+    "model.decoder_hidden=64",
+    "model.dropout=0.0",
 ]
 
 
@@ -51,16 +46,8 @@ def make_config(tmp: Path, *overrides: str) -> DictConfig:
 
 
 def toy_config(tmp: Path, *overrides: str) -> DictConfig:
-    return make_config(
-        tmp,
-        "data=toy_reorder",
-        "data.sizes.train=6000",
-        "data.sizes.dev=100",
-        "data.sizes.test=200",
-        *TINY_MODEL,
-        *TINY_TRAIN,
-        *overrides,
-    )
+    """The demo's tiny Transformer on a 6,000-pair sample of the toy pair."""
+    return make_config(tmp, *TOY, *overrides)
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +55,17 @@ def toy_run(tmp_path_factory) -> Path:
     """A tiny Transformer trained on the toy pair (once per session); its run directory."""
     from mt import pipeline
 
-    tmp = tmp_path_factory.mktemp("toy")
-    cfg = toy_config(tmp, "train.max_steps=300", "train.validate_every=150")
+    cfg = toy_config(
+        tmp_path_factory.mktemp("toy"), "train.max_steps=300", "train.validate_every=150"
+    )
+    return pipeline.train_pipeline(cfg)
+
+
+@pytest.fixture(scope="session")
+def toy_rnn_run(tmp_path_factory) -> Path:
+    """A tiny Bahdanau RNN trained on the toy pair (once per session); its run directory."""
+    from mt import pipeline
+
+    tmp = tmp_path_factory.mktemp("toy_rnn")
+    cfg = toy_config(tmp, *TINY_RNN, "train.max_steps=400", "train.validate_every=200")
     return pipeline.train_pipeline(cfg)

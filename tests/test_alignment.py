@@ -1,0 +1,96 @@
+"""Alignments: subword merging, Pharaoh links, AER; trained toy models align "black cat" with
+"chat noir" crosswise; heatmaps reach PNG files and TensorBoard."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mt import pipeline
+from mt.alignment import Alignment, alignment_error_rate, parse_pharaoh, word_groups
+
+PROBE = "The black cat ate the mouse."
+
+
+def test_subwords_merge_into_words():
+    src = ["▁The", "▁bl", "ack", "▁cat", "</s>"]
+    tgt = ["▁Le", "▁ch", "at", "▁noir", "</s>"]
+    attention = torch.tensor(
+        [
+            [0.8, 0.1, 0.0, 0.1, 0.0],
+            [0.0, 0.1, 0.1, 0.8, 0.0],
+            [0.0, 0.0, 0.2, 0.6, 0.2],
+            [0.0, 0.5, 0.4, 0.1, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+    alignment = Alignment.from_subwords(src, tgt, attention)
+    assert alignment.source == ["The", "black", "cat"] and alignment.target == [
+        "Le",
+        "chat",
+        "noir",
+    ]
+    expected = torch.tensor([[0.8, 0.1, 0.1], [0.0, 0.2, 0.7], [0.0, 0.9, 0.1]])
+    torch.testing.assert_close(alignment.weights, expected)
+    assert alignment.pharaoh() == "0-0 2-1 1-2"
+    assert word_groups(["a", "b", "▁c"]) == [[0, 1], [2]]
+
+
+def test_alignment_error_rate():
+    sure, possible = parse_pharaoh("0-0 1-2 2?1")
+    assert sure == {(0, 0), (1, 2)} and possible == {(2, 1)}
+    assert alignment_error_rate([{(0, 0), (1, 2)}], [sure], [possible]) == 0.0
+    # A = {0-0, 2-1}: |A∩S| = 1, |A∩P| = 2 (P includes S), |A| + |S| = 4 -> 1 - 3/4
+    assert alignment_error_rate([{(0, 0), (2, 1)}], [sure], [possible]) == pytest.approx(0.25)
+    assert alignment_error_rate([{(5, 5)}], [sure]) == 1.0
+
+
+@pytest.mark.parametrize("run_fixture", ["toy_run", "toy_rnn_run"])
+def test_trained_models_cross_black_cat(run_fixture, request):
+    run_dir = request.getfixturevalue(run_fixture)
+    assert pipeline.evaluate_run(run_dir, device="cpu")["test"]["bleu"] > 90
+    run = pipeline.load_run(run_dir, device="cpu")
+    translation, _, alignment = run.align(PROBE)
+    assert translation == "Le chat noir a mangé la souris."
+    links = dict((j, i) for i, j in alignment.hard())
+    assert alignment.source[links[alignment.target.index("noir")]] == "black"
+    assert alignment.source[links[alignment.target.index("chat")]] == "cat"
+    # a given translation is force-aligned word for word
+    forced, _, forced_alignment = run.align(PROBE, target="Le chat noir a mangé la souris.")
+    assert forced_alignment.target == alignment.target
+    torch.testing.assert_close(forced_alignment.weights, alignment.weights, atol=1e-4, rtol=0)
+
+
+def test_probe_heatmaps_are_in_tensorboard(toy_run):
+    events = EventAccumulator(str(toy_run / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    images = events.Tags()["images"]
+    assert "alignment/probe0_greedy" in images and "alignment/probe0_beam5" in images
+    steps = [e.step for e in events.Images("alignment/probe0_greedy")]
+    assert steps == [150, 300]  # one per validation: the slider shows the alignment forming
+    assert events.Images("alignment/probe0_greedy")[-1].encoded_image_string.startswith(b"\x89PNG")
+
+
+def mt(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "mt", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_align_command_png_and_terminal(toy_run, tmp_path):
+    png = tmp_path / "heat.png"
+    result = mt("align", "--run", str(toy_run), PROBE, "-o", str(png))
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 2000
+    lines = result.stdout.splitlines()
+    assert (
+        lines[0] == "Le chat noir a mangé la souris." and "2-1" in lines[-1] and "1-2" in lines[-1]
+    )
+    result = mt("align", "--run", str(toy_run), PROBE, "--layer", "0", "--head", "1")
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.splitlines()[-8:-1]  # one row per target word, between header and links
+    assert [row.split()[0] for row in rows] == ["Le", "chat", "noir", "a", "mangé", "la", "souris."]
+    result = mt("align", "--run", str(toy_run), PROBE, "--layer", "7")
+    assert result.returncode == 1 and "the decoder has 2 layers" in result.stderr
