@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,10 +50,14 @@ def train_command(argv: list[str]) -> None:
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def run(cfg: DictConfig) -> float | None:
         from mt import pipeline
+        from mt.train import TrainingInterrupted
 
         try:
             run_dir = pipeline.train_pipeline(cfg)
             scores = pipeline.evaluate_run(run_dir, device=cfg.device)
+        except TrainingInterrupted as e:
+            print(f"mt: {e}", file=sys.stderr)
+            sys.exit(128 + signal.Signals[e.signal_name].value)
         except user_errors() as e:
             fail(e)
         first = next(iter(scores.values()))
@@ -139,6 +144,12 @@ def translate_command(argv: list[str]) -> None:
         chunks = [args.sentences] if args.sentences else read_chunks(sys.stdin, args.batch_size)
         index = 0
         for chunk in chunks:
+            for n, line in enumerate(chunk, start=index + 1):
+                if unknown := run.tokenizer.unknown_source_chars(line):
+                    print(
+                        f"mt: warning: input {n}: not in the vocabulary, read as <unk>: {' '.join(unknown)}",
+                        file=sys.stderr,
+                    )
             for hyps in run.translate(
                 chunk, beam_size=beam, nbest=args.nbest, batch_size=args.batch_size
             ):

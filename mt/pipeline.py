@@ -316,13 +316,8 @@ class Run:
                 log_probs.gather(1, torch.tensor(tokens, device=self.device)[:, None]).mean()
             )
             attention = attn[0].cpu()
-        src_pieces = [
-            self.tokenizer.src.id_to_piece(i) if i != tokenizer.EOS else "</s>" for i in src_ids
-        ]
-        tgt_pieces = [
-            self.tokenizer.tgt.id_to_piece(i) if i != tokenizer.EOS else "</s>" for i in tokens
-        ]
-        alignment = Alignment.from_subwords(src_pieces, tgt_pieces, attention.float())
+        pieces = self.tokenizer.src_pieces(src_ids), self.tokenizer.tgt_pieces(tokens)
+        alignment = Alignment.from_subwords(*pieces, attention.float())
         return target if target is not None else self.tokenizer.decode_tgt(tokens), score, alignment
 
 

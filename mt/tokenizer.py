@@ -52,9 +52,15 @@ class Tokenizer:
         """Detokenized text of target ids; special ids are dropped."""
         return self.tgt.decode([i for i in ids if i > EOS])
 
-    def src_pieces(self, text: str) -> list[str]:
-        """Source subword pieces of `text` as the model sees them, EOS included."""
-        return self.src.encode(text, out_type=str) + ["</s>"]
+    def unknown_source_chars(self, text: str) -> list[str]:
+        """Characters of `text` the source vocabulary cannot represent (they become <unk>)."""
+        if UNK not in self.src.encode(text):
+            return []
+        return sorted({c for c in text if not c.isspace() and UNK in self.src.encode(c)})
+
+    def src_pieces(self, ids: Sequence[int]) -> list[str]:
+        """Source subword pieces of ids (EOS is '</s>')."""
+        return [self.src.id_to_piece(i) for i in ids]
 
     def tgt_pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.tgt.id_to_piece(i) for i in ids]

@@ -29,6 +29,17 @@ class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what was kept."""
 
 
+class TrainingInterrupted(Exception):
+    """Training was stopped by a signal after saving its state; the same command resumes it."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint_path: Path):
+        self.signal_name, self.step = signal_name, step
+        super().__init__(
+            f"training stopped by {signal_name} at step {step}; saved {checkpoint_path}. "
+            "Run the same command again to resume."
+        )
+
+
 def label_smoothed_loss(
     logits: torch.Tensor, target: torch.Tensor, smoothing: float
 ) -> torch.Tensor:
@@ -277,8 +288,10 @@ class Trainer:
 
     def train(self) -> Progress:
         cfg = self.cfg
-        if self.resume() and self.progress.finished:
-            log.info("training already finished at step %d; nothing to do", self.progress.step)
+        if self.resume() and (done := self._should_stop()):
+            log.info(
+                "training already finished at step %d (%s); nothing to do", self.progress.step, done
+            )
             return self.progress
         p = self.progress
         self.model.train()
@@ -319,9 +332,13 @@ class Trainer:
                         "non-finite loss at step %d (epoch %d): update skipped", p.step, epoch
                     )
                     if nonfinite >= cfg.max_nonfinite:
+                        # no bad update was applied, so the weights are the last good ones: keep them
+                        self.save("last.pt")
+                        writer.close()
                         raise TrainingError(
-                            f"{nonfinite} non-finite losses in a row (train.max_nonfinite); "
-                            f"the last good checkpoint is {self.ckpt_dir / 'last.pt'}"
+                            f"{nonfinite} non-finite losses in a row at step {p.step} (train.max_nonfinite); "
+                            f"the last good state is saved in {self.ckpt_dir / 'last.pt'}. Try a lower train.lr "
+                            "or train.precision=fp32"
                         )
                     continue
                 nonfinite = 0
@@ -367,13 +384,10 @@ class Trainer:
                     reason = f"stopped by {stop.requested}"
                     break
         bar.close()
-        if (
-            p.step
-            and (not p.history or p.history[-1]["step"] != p.step)
-            and not reason.startswith("stopped")
-        ):
+        interrupted = reason.startswith("stopped")
+        if p.step and not interrupted and (not p.history or p.history[-1]["step"] != p.step):
             self.validate(writer)
-        p.finished = not reason.startswith("stopped")
+        p.finished = not interrupted
         self.save("last.pt")
         writer.close()
         log.info(
@@ -383,11 +397,8 @@ class Trainer:
             p.best_bleu,
             p.best_step,
         )
-        if not p.finished:
-            log.info(
-                "checkpoint saved to %s; run the same command again to resume",
-                self.ckpt_dir / "last.pt",
-            )
+        if interrupted:
+            raise TrainingInterrupted(stop.requested, p.step, self.ckpt_dir / "last.pt")
         return p
 
 

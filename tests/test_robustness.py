@@ -1,0 +1,252 @@
+"""Nothing lost: resume after a kill, refuse untrustworthy files, stop cleanly on signals and NaNs,
+and give the same result for the same seed."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mt import checkpoint, pipeline, train
+from tests.conftest import TOY, make_config, toy_config
+
+STEPS = [
+    "train.validate_every=5",
+    "model.dropout=0.1",
+]  # dropout: the RNG state must be restored too
+
+
+def weights(run_dir, name="last.pt"):
+    return checkpoint.load(run_dir / "checkpoints" / name)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_ten_plus_ten_steps_equal_twenty_bitwise(tmp_path):
+    straight = pipeline.train_pipeline(toy_config(tmp_path / "a", *STEPS, "train.max_steps=20"))
+    resumed_cfg = toy_config(tmp_path / "b", *STEPS, "train.max_steps=10")
+    pipeline.train_pipeline(resumed_cfg)
+    resumed_cfg.train.max_steps = 20  # a limit raised: the finished run goes on
+    resumed = pipeline.train_pipeline(resumed_cfg)
+    assert checkpoint.load(resumed / "checkpoints" / "last.pt")["progress"]["step"] == 20
+    assert_same_weights(weights(straight), weights(resumed))
+    state_a = checkpoint.load(straight / "checkpoints" / "last.pt")
+    state_b = checkpoint.load(resumed / "checkpoints" / "last.pt")
+    assert state_a["progress"]["history"] == [
+        {**h, "minutes": state_a["progress"]["history"][i]["minutes"]}
+        for i, h in enumerate(state_b["progress"]["history"])
+    ]
+
+
+def test_same_seed_same_checkpoint_and_bleu(tmp_path):
+    runs = [
+        pipeline.train_pipeline(toy_config(tmp_path / n, *STEPS, "train.max_steps=10"))
+        for n in "ab"
+    ]
+    assert_same_weights(weights(runs[0]), weights(runs[1]))
+    bleus = [checkpoint.load(r / "checkpoints" / "last.pt")["progress"]["best_bleu"] for r in runs]
+    assert bleus[0] == bleus[1]
+    other = pipeline.train_pipeline(
+        toy_config(tmp_path / "c", *STEPS, "train.max_steps=10", "seed=7")
+    )
+    assert not torch.equal(weights(runs[0])["output.weight"], weights(other)["output.weight"])
+
+
+def test_truncated_checkpoint_is_named_and_resume_falls_back(tmp_path, caplog):
+    cfg = toy_config(tmp_path, *STEPS, "train.max_steps=10")
+    run_dir = pipeline.train_pipeline(cfg)
+    last = run_dir / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(
+        checkpoint.CheckpointError, match=f"{last}: truncated or corrupt checkpoint"
+    ):
+        checkpoint.load(last)
+    caplog.set_level("INFO")
+    cfg.train.max_steps = 12
+    pipeline.train_pipeline(cfg)
+    assert "truncated or corrupt checkpoint" in caplog.text
+    assert f"resumed from {run_dir / 'checkpoints' / 'step-10.pt'} at step 10" in caplog.text
+    assert checkpoint.load(last)["progress"]["step"] == 12
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    Exploit.marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Exploit()}, path, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(checkpoint.CheckpointError, match="refused to load"):
+        checkpoint.load(path)
+    assert not Exploit.marker.exists()
+
+
+def test_non_finite_losses_are_skipped_then_stop_training(tmp_path, monkeypatch, caplog):
+    real = train.label_smoothed_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(logits, target, smoothing):
+        calls["n"] += 1
+        loss = real(logits, target, smoothing)
+        return loss * float("nan") if calls["n"] == 3 or calls["n"] > 12 else loss
+
+    monkeypatch.setattr(train, "label_smoothed_loss", sometimes_nan)
+    caplog.set_level("INFO")
+    cfg = toy_config(
+        tmp_path, "train.validate_every=1000", "train.max_steps=100", "train.max_nonfinite=4"
+    )
+    with pytest.raises(train.TrainingError, match="4 non-finite losses in a row"):
+        pipeline.train_pipeline(cfg)
+    assert (
+        caplog.text.count("non-finite loss at step") == 5
+    )  # one skipped alone, then four in a row
+    # the last good state was kept: 10 good updates (the 3rd call was skipped, dev loss calls none)
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"] == 11
+
+
+def test_checkpoint_of_another_shape_names_the_tensors(toy_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(toy_run, copy)
+    config = (copy / "config.yaml").read_text().replace("ff_dim: 128", "ff_dim: 96")
+    (copy / "config.yaml").write_text(config)
+    with pytest.raises(
+        checkpoint.CheckpointError,
+        match=r"does not match the model config: .*ff\.0\.weight: checkpoint \(128, 64\) vs model \(96, 64\)",
+    ):
+        pipeline.load_run(copy)
+
+
+def mt(*args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "mt", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def wait_for(path, proc, timeout=120):
+    start = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - start < timeout, f"{path} did not appear"
+        time.sleep(0.2)
+
+
+def train_args(tmp_path, *extra):
+    return [
+        "train",
+        *TOY,
+        f"run_dir={tmp_path / 'run'}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "data_dir=null",
+        "train.validate_every=20",
+        *extra,
+    ]
+
+
+def test_sigkill_then_rerun_resumes(tmp_path):
+    proc = mt(*train_args(tmp_path, "train.max_steps=100000"))
+    wait_for(tmp_path / "run" / "checkpoints" / "step-40.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"]
+    assert saved >= 40
+    rerun = subprocess.run(
+        [sys.executable, "-m", "mt", *train_args(tmp_path, f"train.max_steps={saved + 20}")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert (
+        f"resumed from {tmp_path / 'run' / 'checkpoints' / 'last.pt'} at step {saved}"
+        in rerun.stderr
+    )
+    assert (
+        checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"]
+        == saved + 20
+    )
+
+
+def test_sigterm_saves_and_exits_without_traceback(tmp_path):
+    proc = mt(*train_args(tmp_path, "train.max_steps=100000"))
+    wait_for(tmp_path / "run" / "checkpoints" / "step-20.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "Traceback" not in stderr
+    step = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"]
+    assert f"mt: training stopped by SIGTERM at step {step}" in stderr
+
+
+def test_translate_stops_cleanly_on_ctrl_c(toy_run):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mt", "translate", "--run", str(toy_run), "--batch-size", "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdin.write("The black cat ate the mouse.\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "Le chat noir a mangé la souris.\n"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr
+
+
+def run_mt(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "mt", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_translate_input_errors(toy_run, tmp_path):
+    result = run_mt("translate", "--run", str(toy_run), "  ")
+    assert (
+        result.returncode == 1
+        and result.stderr == "mt: error: an empty sentence was given to translate\n"
+    )
+    result = run_mt("translate", "--run", str(toy_run), "The 猫 ate the mouse.")
+    assert (
+        result.returncode == 0
+        and "input 1: not in the vocabulary, read as <unk>: 猫" in result.stderr
+    )
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.yaml").write_text("{}")
+    result = run_mt("translate", "--run", str(tmp_path / "half"), "hello")
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == f"mt: error: {tmp_path / 'half'} is not a complete run: it has no tokenizer (was it trained with `mt train`?)\n"
+    )
+
+
+def test_overwrite_true_starts_afresh(tmp_path):
+    pipeline.train_pipeline(toy_config(tmp_path, "train.max_steps=2", "train.validate_every=2"))
+    cfg = make_config(
+        tmp_path,
+        *TOY,
+        "train.max_steps=2",
+        "train.validate_every=2",
+        "train.lr=0.01",
+        "overwrite=true",
+    )
+    run_dir = pipeline.train_pipeline(cfg)
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.load(run_dir / "config.yaml").train.lr == 0.01
