@@ -77,6 +77,7 @@ class Progress:
     best_step: int = 0
     bad_validations: int = 0
     train_seconds: float = 0.0
+    train_tokens: int = 0  # real target tokens trained on
     finished: bool = False
     history: list[dict] = field(default_factory=list)
 
@@ -344,6 +345,7 @@ class Trainer:
                 nonfinite = 0
                 loss, tokens = result
                 p.step += 1
+                p.train_tokens += tokens
                 bar.update(1)
                 window_loss += loss * tokens
                 window_tokens += tokens
