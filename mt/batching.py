@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,18 +116,27 @@ def token_batches(
 
 
 def epoch_batches(
-    corpus: EncodedCorpus,
-    batch_tokens: int,
-    seed: int,
-    epoch: int,
-    rank: int = 0,
-    world_size: int = 1,
+    corpus: EncodedCorpus, batch_tokens: int, seed: int, epoch: int
 ) -> list[list[int]]:
-    """The batches of one training epoch: the same for the same (seed, epoch), this rank's share."""
-    batches = token_batches(
+    """The batches of one training epoch, in order: the same for the same (seed, epoch) on every rank."""
+    return token_batches(
         [len(s) for s in corpus.src],
         [len(t) for t in corpus.tgt],
         batch_tokens,
         seed=seed * 100_003 + epoch,
     )
-    return batches[rank::world_size]
+
+
+def shard_updates(
+    n_batches: int, start: int, world_size: int, rank: int, accumulate: int
+) -> Iterator[tuple[int, list[int]]]:
+    """This rank's share of each update, from global batch position `start` of an epoch.
+
+    An update takes world_size x accumulate consecutive batches; rank r takes every world_size-th of
+    them from the r-th. So 2 ranks with 1 batch each see the same batches as 1 rank accumulating 2,
+    and a run can resume from `start` with another number of ranks. Yields (next position, indices
+    into the epoch's batches); a tail too short for a whole update is left for the next epoch's shuffle.
+    """
+    per_update = world_size * accumulate
+    for position in range(start, n_batches - per_update + 1, per_update):
+        yield position + per_update, [position + a * world_size + rank for a in range(accumulate)]

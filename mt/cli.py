@@ -49,19 +49,23 @@ def train_command(argv: list[str]) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def run(cfg: DictConfig) -> float | None:
-        from mt import pipeline
+        from mt import distributed, pipeline
         from mt.train import TrainingInterrupted
 
         try:
             run_dir = pipeline.train_pipeline(cfg)
+            if not distributed.is_main():
+                return None
             scores = pipeline.evaluate_run(run_dir, device=cfg.device)
         except TrainingInterrupted as e:
-            print(f"mt: {e}", file=sys.stderr)
+            if distributed.is_main():
+                print(f"mt: {e}", file=sys.stderr)
             sys.exit(128 + signal.Signals[e.signal_name].value)
         except user_errors() as e:
             fail(e)
-        first = next(iter(scores.values()))
-        return first["bleu"]
+        finally:
+            distributed.shutdown()
+        return next(iter(scores.values()))["bleu"]
 
     sys.argv = ["mt train", *argv]
     run()

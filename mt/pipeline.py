@@ -23,7 +23,7 @@ import datasets
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mt import checkpoint, data, evaluate, tokenizer
+from mt import checkpoint, data, distributed, evaluate, tokenizer
 from mt.alignment import Alignment
 from mt.batching import EncodedCorpus
 from mt.models import Seq2Seq, build_model
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # keys a run may change between invocations without becoming another run
 RESUMABLE_KEYS = {
+    "train.ddp_timeout_minutes",
     "train.max_steps",
     "train.max_minutes",
     "train.max_epochs",
@@ -232,8 +233,12 @@ def init_run(cfg: DictConfig, tokenizer_folder: Path) -> Path:
 
 
 def setup_logging(run_dir: Path | None = None) -> None:
+    """Log to the console, and to the run's train.log once there is a run; ranks other than 0 log
+    warnings only, to the console."""
     root = logging.getLogger()
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.INFO if distributed.is_main() else logging.WARNING)
+    if not distributed.is_main():
+        run_dir = None
     formatter = logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
     )
@@ -258,7 +263,9 @@ def setup_logging(run_dir: Path | None = None) -> None:
 
 
 def set_threads(cfg: DictConfig) -> None:
-    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    """train.threads, or the machine's cores shared among the processes torchrun started on it."""
+    per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(cfg.train.threads or max(1, per_process))
 
 
 @dataclass
@@ -397,31 +404,36 @@ def dev_bleu_fn(
 
 
 def train_pipeline(cfg: DictConfig) -> Path:
-    """prepare -> tokenize -> encode -> train, into cfg.run_dir. Returns the run directory."""
+    """prepare -> tokenize -> encode -> train, into cfg.run_dir. Returns the run directory.
+
+    Under torchrun, rank 0 builds the cached stages and the run directory while the others wait,
+    then every rank reads them from the cache.
+    """
+    ddp_device = distributed.init(cfg.train.ddp_timeout_minutes)
     setup_logging()
     set_threads(cfg)
-    torch.manual_seed(cfg.seed)
-    prepare_key, corpus = prepare_stage(cfg)
-    tokenizer_key, tokenizer_folder = tokenize_stage(cfg, prepare_key, corpus)
-    tok = tokenizer.Tokenizer.load(tokenizer_folder)
-    encoded = encode_stage(cfg, tokenizer_key, tok, corpus)
-    run_dir = init_run(cfg, tokenizer_folder)
+    stages = None
+    for turn in ("main", "others"):
+        if distributed.is_main() == (turn == "main"):
+            prepare_key, corpus = prepare_stage(cfg)
+            tokenizer_key, tokenizer_folder = tokenize_stage(cfg, prepare_key, corpus)
+            tok = tokenizer.Tokenizer.load(tokenizer_folder)
+            encoded = encode_stage(cfg, tokenizer_key, tok, corpus)
+            if distributed.is_main():
+                init_run(cfg, tokenizer_folder)
+            stages = corpus, tok, encoded
+        distributed.barrier()
+    corpus, tok, encoded = stages
+    run_dir = Path(cfg.run_dir)
     setup_logging(run_dir)
-    device = resolve_device(cfg.device)
+    device = ddp_device or resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_for(cfg, tok)
-    dev_split = cfg.data.dev_split
-    trainer = Trainer(
-        cfg.train,
-        model,
-        encoded["train"],
-        encoded[dev_split],
-        run_dir,
-        device,
-        cfg.seed,
-        dev_bleu_fn(cfg, tok, corpus[dev_split], device),
-    )
-    trainer.train()
+    dev = cfg.data.dev_split
+    validate = dev_bleu_fn(cfg, tok, corpus[dev], device)
+    Trainer(
+        cfg.train, model, encoded["train"], encoded[dev], run_dir, device, cfg.seed, validate
+    ).train()
     return run_dir
 
 

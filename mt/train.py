@@ -3,22 +3,24 @@ accumulation, validation by dev BLEU, early stopping, resumable checkpoints, Ten
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from mt import checkpoint
-from mt.batching import Batch, EncodedCorpus, collate, epoch_batches, token_batches
+from mt import checkpoint, distributed
+from mt.batching import Batch, EncodedCorpus, collate, epoch_batches, shard_updates, token_batches
 from mt.models.base import Seq2Seq
 from mt.tokenizer import PAD
 
@@ -112,8 +114,9 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 class Trainer:
     """Trains `model` on `train_data`, validating on `dev_data`; everything it writes is in `run_dir`.
 
-    `validate_bleu(model) -> (bleu, chrf)` decodes the dev set; it is given by the pipeline, which knows
-    the tokenizer and references.
+    `validate_bleu(model, step, writer) -> (bleu, chrf)` decodes the dev set; the pipeline gives it,
+    knowing the tokenizer and the references. Under torchrun the model is wrapped in DDP, each rank
+    trains on its share of every update, and rank 0 alone validates and writes.
     """
 
     def __init__(
@@ -131,12 +134,31 @@ class Trainer:
         self.train_data, self.dev_data = train_data, dev_data
         self.run_dir, self.ckpt_dir = run_dir, run_dir / "checkpoints"
         self.validate_bleu = validate_bleu
+        self.world, self.rank, self.main = (
+            distributed.world_size(),
+            distributed.rank(),
+            distributed.is_main(),
+        )
+        self.train_model = self.model
+        if self.world > 1:
+            device_ids = [device.index] if device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+            model.parameters(),
+            lr=cfg.lr,
+            betas=tuple(cfg.betas),
+            weight_decay=cfg.weight_decay,
+            fused=device.type == "cuda",
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, inverse_sqrt(cfg.warmup))
         self.progress = Progress()
         self.amp_dtype = autocast_dtype(cfg.precision, device)
+        self._seed_dropout()
+
+    def _seed_dropout(self) -> None:
+        """Ranks other than 0 draw their own dropout masks (rank 0 keeps the checkpointed RNG state)."""
+        if self.rank:
+            torch.manual_seed(self.seed + 7919 * self.rank + self.progress.step)
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
@@ -152,7 +174,8 @@ class Trainer:
         }
 
     def save(self, name: str) -> None:
-        checkpoint.save(self.ckpt_dir / name, self.state())
+        if self.main:
+            checkpoint.save(self.ckpt_dir / name, self.state())
 
     def resume(self) -> bool:
         """Load the newest readable checkpoint of the run, if any; a corrupt last.pt falls back to step-N.pt."""
@@ -174,6 +197,7 @@ class Trainer:
             torch.set_rng_state(state["rng"]["torch"].cpu())
             if state["rng"]["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+            self._seed_dropout()
             log.info(
                 "resumed from %s at step %d (epoch %d)",
                 path,
@@ -189,29 +213,64 @@ class Trainer:
             path.unlink()
 
     # --- one update ---------------------------------------------------------------------------
-    def _loss(self, batch: Batch) -> torch.Tensor:
+    def _loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         with torch.autocast(
             self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
         ):
-            logits, _ = self.model(batch.src, batch.tgt_in)
+            logits, _ = model(batch.src, batch.tgt_in)
         return label_smoothed_loss(logits, batch.tgt_out, self.cfg.label_smoothing)
 
     def _update(self, batches: list[Batch]) -> tuple[float, int] | None:
-        """One optimiser step over `batches` (accumulated); None when the loss was not finite."""
-        tokens = sum(b.tgt_tokens for b in batches)
-        total = 0.0
-        for batch in batches:
-            loss = self._loss(batch)
-            if not torch.isfinite(loss):
-                self.optimizer.zero_grad(set_to_none=True)
-                return None
-            (loss / tokens).backward()
-            total += loss.item()
+        """One optimiser step over this rank's `batches`; None (on every rank) when a loss was not finite.
+
+        The gradient is that of the summed loss over every rank's target tokens divided by their number,
+        so N ranks take the same step as one rank accumulating their batches.
+        """
+        tokens = int(distributed.all_sum(sum(b.tgt_tokens for b in batches), self.device))
+        scale = self.world / tokens  # DDP averages gradients over ranks
+        total = torch.zeros((), device=self.device)
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            with (
+                self.train_model.no_sync()
+                if self.world > 1 and not last
+                else contextlib.nullcontext()
+            ):
+                loss = self._loss(self.train_model, batch)
+                (loss * scale).backward()
+            total += loss.detach()
+        loss_sum = distributed.all_sum(total.item(), self.device)
+        if not math.isfinite(loss_sum):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        return total / tokens, tokens
+        return loss_sum / tokens, tokens
+
+    def updates(self) -> Iterator[tuple[int, int, bool, list[Batch]]]:
+        """For each update from the saved position on, epoch after epoch: (epoch, the position after it,
+        whether it ends the epoch, this rank's batches). The caller records the position once the
+        update is done, so a checkpoint never counts an update that was not made."""
+        while True:
+            p = self.progress
+            order = epoch_batches(self.train_data, self.cfg.batch_tokens, self.seed, p.epoch)
+            shares = list(
+                shard_updates(
+                    len(order), p.batch_in_epoch, self.world, self.rank, self.cfg.accumulate
+                )
+            )
+            if not shares and p.batch_in_epoch == 0:
+                raise TrainingError(
+                    f"an epoch has {len(order)} batches but one update needs {self.world * self.cfg.accumulate} "
+                    "(processes x train.accumulate): lower train.batch_tokens or train.accumulate"
+                )
+            for k, (position, indices) in enumerate(shares):
+                batches = [collate(self.train_data, order[i]).to(self.device) for i in indices]
+                yield p.epoch, position, k == len(shares) - 1, batches
+            if not shares:  # a checkpoint taken at the very end of an epoch
+                p.epoch, p.batch_in_epoch = p.epoch + 1, 0
 
     # --- validation ---------------------------------------------------------------------------
     @torch.inference_mode()
@@ -221,7 +280,7 @@ class Trainer:
         lengths = ([len(s) for s in self.dev_data.src], [len(t) for t in self.dev_data.tgt])
         for indices in token_batches(*lengths, self.cfg.batch_tokens, seed=None):
             batch = collate(self.dev_data, indices).to(self.device)
-            total += self._loss(batch).item()
+            total += self._loss(self.model, batch).item()
             tokens += batch.tgt_tokens
         return total / tokens
 
@@ -251,14 +310,8 @@ class Trainer:
             ("chrf", chrf),
         ):
             writer.add_scalar(f"dev/{name}", value, p.step)
-        log.info(
-            "step %d: dev loss %.3f, BLEU %.2f, chrF %.2f%s",
-            p.step,
-            loss,
-            bleu,
-            chrf,
-            " (best)" if improved else f" (best {p.best_bleu:.2f} at step {p.best_step})",
-        )
+        best = " (best)" if improved else f" (best {p.best_bleu:.2f} at step {p.best_step})"
+        log.info("step %d: dev loss %.3f, BLEU %.2f, chrF %.2f%s", p.step, loss, bleu, chrf, best)
         self.save(f"step-{p.step}.pt")
         self._prune_step_checkpoints()
         if improved:
@@ -278,14 +331,18 @@ class Trainer:
             return f"no better dev BLEU in {cfg.patience} validations (train.patience)"
         return None
 
-    def batches(self):
-        """(epoch, index, Batch) from the saved position on, epoch after epoch."""
-        while True:
-            p = self.progress
-            order = epoch_batches(self.train_data, self.cfg.batch_tokens, self.seed, p.epoch)
-            for i in range(p.batch_in_epoch, len(order)):
-                yield p.epoch, i, collate(self.train_data, order[i])
-            p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+    def _agree_to_stop(self, stop: StopRequest) -> tuple[str | None, bool]:
+        """(reason to stop or None, interrupted by a signal), the same on every rank.
+
+        Rank 0's limits decide (only it validates, so only it knows the patience); a signal on any rank
+        stops all of them.
+        """
+        reason = self._should_stop() if self.main else None
+        code = 2 if stop.requested else 1 if reason else 0
+        code = int(distributed.all_max(code, self.device))
+        if code == 2:
+            return f"stopped by {stop.requested or 'a signal to another rank'}", True
+        return (reason or "rank 0 reached a limit") if code else None, False
 
     def train(self) -> Progress:
         cfg = self.cfg
@@ -296,16 +353,23 @@ class Trainer:
             return self.progress
         p = self.progress
         self.model.train()
-        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=p.step or None)
+        writer = (
+            SummaryWriter(str(self.run_dir / "tb"), purge_step=p.step or None)
+            if self.main
+            else None
+        )
         params = sum(t.numel() for t in self.model.parameters())
+        limits = f"step {cfg.max_steps}" + (f" or {cfg.max_minutes} min" if cfg.max_minutes else "")
+        ranks = f" x {self.world} processes" if self.world > 1 else ""
         log.info(
-            "training %s parameters on %s, %d sentence pairs; stops at %s",
+            "training %s parameters on %s%s, %d sentence pairs; stops at %s",
             f"{params:,}",
             self.device,
+            ranks,
             len(self.train_data),
-            f"step {cfg.max_steps}" + (f" or {cfg.max_minutes} min" if cfg.max_minutes else ""),
+            limits,
         )
-        source = self.batches()
+        updates = self.updates()
         window_tokens, window_loss, window_start, nonfinite = 0, 0.0, time.perf_counter(), 0
         bar = tqdm(
             total=cfg.max_steps,
@@ -313,33 +377,31 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
             mininterval=2,
-            disable=None,
+            disable=None if self.main else True,
         )
-        reason = None
         with StopRequest() as stop:
-            while (reason := self._should_stop()) is None:
+            while (decision := self._agree_to_stop(stop))[0] is None:
                 started = time.perf_counter()
-                group = []
-                for _ in range(cfg.accumulate):
-                    epoch, index, batch = next(source)
-                    group.append(batch.to(self.device))
-                p.batch_in_epoch = index + 1
-                result = self._update(group)
+                epoch, position, ends_epoch, batches = next(updates)
+                result = self._update(batches)
                 p.train_seconds += time.perf_counter() - started
+                p.batch_in_epoch = position
+                if ends_epoch:
+                    p.epoch, p.batch_in_epoch = p.epoch + 1, 0
                 if result is None:
                     nonfinite += 1
-                    writer.add_scalar("train/nonfinite_losses", nonfinite, p.step)
                     log.warning(
                         "non-finite loss at step %d (epoch %d): update skipped", p.step, epoch
                     )
+                    if writer:
+                        writer.add_scalar("train/nonfinite_losses", nonfinite, p.step)
                     if nonfinite >= cfg.max_nonfinite:
                         # no bad update was applied, so the weights are the last good ones: keep them
                         self.save("last.pt")
-                        writer.close()
                         raise TrainingError(
                             f"{nonfinite} non-finite losses in a row at step {p.step} (train.max_nonfinite); "
-                            f"the last good state is saved in {self.ckpt_dir / 'last.pt'}. Try a lower train.lr "
-                            "or train.precision=fp32"
+                            f"the last good state is saved in {self.ckpt_dir / 'last.pt'}. "
+                            "Try a lower train.lr or train.precision=fp32"
                         )
                     continue
                 nonfinite = 0
@@ -349,49 +411,31 @@ class Trainer:
                 bar.update(1)
                 window_loss += loss * tokens
                 window_tokens += tokens
-                if p.step % cfg.log_every == 0:
-                    elapsed = time.perf_counter() - window_start
-                    mean = window_loss / window_tokens
-                    rate = window_tokens / elapsed
-                    lr = self.scheduler.get_last_lr()[0]
-                    for name, value in (
-                        ("loss", mean),
-                        ("ppl", math.exp(min(mean, 50))),
-                        ("lr", lr),
-                        ("tokens_per_s", rate),
-                        ("epoch", epoch),
-                    ):
-                        writer.add_scalar(f"train/{name}", value, p.step)
-                    bar.set_postfix(
-                        loss=f"{mean:.3f}",
-                        tok_s=f"{rate:,.0f}",
-                        lr=f"{lr:.2e}",
-                        ep=epoch,
-                        refresh=False,
+                if p.step % cfg.log_every == 0 and self.main:
+                    self._log_window(
+                        writer,
+                        bar,
+                        epoch,
+                        window_loss / window_tokens,
+                        window_tokens / (time.perf_counter() - window_start),
                     )
-                    if bar.disable:  # no terminal (nohup, a scheduler): the log shows progress
-                        log.info(
-                            "step %d: loss %.3f, %.0f target tokens/s, lr %.2e, epoch %d",
-                            p.step,
-                            mean,
-                            rate,
-                            lr,
-                            epoch,
-                        )
                     window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
-                if p.step % cfg.validate_every == 0:
+                if p.step % cfg.validate_every == 0 and self.main:
                     self.validate(writer)
                     window_start = time.perf_counter()
-                if stop.requested:
-                    reason = f"stopped by {stop.requested}"
-                    break
         bar.close()
-        interrupted = reason.startswith("stopped")
-        if p.step and not interrupted and (not p.history or p.history[-1]["step"] != p.step):
+        reason, interrupted = decision
+        if (
+            self.main
+            and p.step
+            and not interrupted
+            and (not p.history or p.history[-1]["step"] != p.step)
+        ):
             self.validate(writer)
         p.finished = not interrupted
         self.save("last.pt")
-        writer.close()
+        if writer:
+            writer.close()
         log.info(
             "training ended at step %d: %s; best dev BLEU %.2f at step %d",
             p.step,
@@ -400,8 +444,38 @@ class Trainer:
             p.best_step,
         )
         if interrupted:
-            raise TrainingInterrupted(stop.requested, p.step, self.ckpt_dir / "last.pt")
+            raise TrainingInterrupted(
+                stop.requested or "SIGTERM", p.step, self.ckpt_dir / "last.pt"
+            )
         return p
+
+    def _log_window(
+        self, writer: SummaryWriter, bar: tqdm, epoch: int, loss: float, rate: float
+    ) -> None:
+        """Training scalars of the last `log_every` updates: TensorBoard, the progress bar, and the log
+        when there is no terminal (nohup, a scheduler)."""
+        lr = self.scheduler.get_last_lr()[0]
+        values = {
+            "loss": loss,
+            "ppl": math.exp(min(loss, 50)),
+            "lr": lr,
+            "tokens_per_s": rate,
+            "epoch": epoch,
+        }
+        for name, value in values.items():
+            writer.add_scalar(f"train/{name}", value, self.progress.step)
+        bar.set_postfix(
+            loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", lr=f"{lr:.2e}", ep=epoch, refresh=False
+        )
+        if bar.disable:
+            log.info(
+                "step %d: loss %.3f, %.0f target tokens/s, lr %.2e, epoch %d",
+                self.progress.step,
+                loss,
+                rate,
+                lr,
+                epoch,
+            )
 
 
 def load_model_state(model: Seq2Seq, weights: dict, path: Path) -> None:

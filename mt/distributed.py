@@ -1,0 +1,71 @@
+"""Data-parallel training under `torchrun`: process group set-up, who does what, agreement between ranks.
+
+Without torchrun (WORLD_SIZE unset or 1) every function here is a no-op for a single process.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    """Rank 0: the process that writes checkpoints, logs and TensorBoard, and validates."""
+    return rank() == 0
+
+
+def init(timeout_minutes: float) -> torch.device | None:
+    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPU).
+
+    Returns this rank's device when running distributed (None otherwise). A rank that stops answering
+    makes the others fail after `timeout_minutes` instead of hanging.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    timeout = datetime.timedelta(minutes=timeout_minutes)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl", timeout=timeout, device_id=torch.device("cuda", local_rank))
+        return torch.device("cuda", local_rank)
+    dist.init_process_group("gloo", timeout=timeout)
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_sum(value: float, device: torch.device) -> float:
+    """The sum of `value` over all ranks."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return float(tensor)
+
+
+def all_max(value: float, device: torch.device) -> float:
+    """The largest `value` of all ranks: so that all ranks stop together."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor)
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
