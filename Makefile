@@ -8,7 +8,7 @@ RUN ?= runs/tatoeba_en_fr-transformer
 NPROC ?= 1
 MT_TRAIN := $(if $(filter 1,$(NPROC)),$(BIN)/mt,$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) -m mt)
 
-.PHONY: install train eval test check format tensorboard demo clean
+.PHONY: install train eval test check format tensorboard demo bench clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,9 @@ format: install
 demo: install  ## a tiny model on the generated toy pair, then its alignment of the probe sentence
 	$(BIN)/mt train experiment=demo $(ARGS)
 	$(BIN)/mt align --run runs/demo "The black cat ate the mouse."
+
+bench: install  ## training and decoding speed of a config (default: Multi30k En-De Transformer)
+	$(BIN)/python scripts/bench.py $(if $(ARGS),$(ARGS),data=multi30k_en_de model=transformer)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir runs

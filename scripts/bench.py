@@ -1,0 +1,187 @@
+"""Benchmark a model config on the current device: training throughput (real target tokens/s after
+warm-up), model FLOPs utilisation, peak memory, and decoding speed (greedy and beam 5, batch 1 and 64).
+Appends a table to docs/BENCHMARKS.md with the command, device, versions and date.
+
+    python scripts/bench.py data=multi30k_en_de model=transformer
+    python scripts/bench.py data=multi30k_en_de model=rnn_bahdanau --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import resource
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from torch.utils.flop_counter import FlopCounterMode
+
+from mt import pipeline, tokenizer
+from mt.batching import collate, epoch_batches
+from mt.cli import CONF_DIR
+from mt.search import translate_ids
+from mt.train import Trainer
+
+# dense bf16 tensor-core peaks (FLOP/s) for MFU on GPUs
+GPU_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def peak_flops(device: torch.device) -> tuple[float, str]:
+    """The device's peak: a table for GPUs; on CPU, measured fp32 matmul throughput."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in GPU_PEAK.items():
+            if key in name:
+                return value, f"{name} bf16 dense peak"
+        return float("nan"), f"{name}: peak unknown"
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    start, reps = time.perf_counter(), 10
+    for _ in range(reps):
+        a @ b
+    rate = reps * 2 * 2048**3 / (time.perf_counter() - start)
+    return rate, f"measured fp32 2048³ matmul, {torch.get_num_threads()} threads"
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_training(cfg, trainer: Trainer, steps: int, warmup: int) -> dict:
+    order = epoch_batches(trainer.train_data, cfg.train.batch_tokens, cfg.seed, 0)
+    batches = [
+        collate(trainer.train_data, order[i]).to(trainer.device) for i in range(warmup + steps)
+    ]
+    with FlopCounterMode(display=False) as counter:
+        trainer._update([batches[0]])
+    flops_per_token = counter.get_total_flops() / batches[0].tgt_tokens
+    for batch in batches[1:warmup]:
+        trainer._update([batch])
+    sync(trainer.device)
+    start = time.perf_counter()
+    tokens = sum(trainer._update([batch])[1] for batch in batches[warmup:])
+    sync(trainer.device)
+    seconds = time.perf_counter() - start
+    padded = sum(b.tgt_out.numel() for b in batches[warmup:])
+    return {
+        "tokens_per_s": tokens / seconds,
+        "flops_per_token": flops_per_token,
+        "real_fraction": tokens / padded,
+        "steps_per_s": steps / seconds,
+    }
+
+
+def bench_decoding(run: pipeline.Run, sources: list[list[int]], beam: int, batch_size: int) -> dict:
+    d = run.cfg.decode
+    options = dict(
+        beam_size=beam,
+        length_penalty=d.length_penalty,
+        nbest=1,
+        max_len_a=d.max_len_a,
+        max_len_b=d.max_len_b,
+    )
+    list(
+        translate_ids(run.model, sources[:batch_size], run.device, batch_size, **options)
+    )  # warm-up
+    sync(run.device)
+    start = time.perf_counter()
+    hyps = list(translate_ids(run.model, sources, run.device, batch_size, **options))
+    sync(run.device)
+    seconds = time.perf_counter() - start
+    return {
+        "sentences_per_s": len(sources) / seconds,
+        "tokens_per_s": sum(len(h[0].tokens) for h in hyps) / seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for `mt train`")
+    parser.add_argument("--steps", type=int, default=30, help="timed training updates")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed updates first")
+    parser.add_argument("--sentences", type=int, default=500, help="test sentences decoded")
+    parser.add_argument("--output", type=Path, default=Path("docs/BENCHMARKS.md"))
+    args = parser.parse_args()
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=args.overrides)
+    pipeline.setup_logging()
+    pipeline.set_threads(cfg)
+    prepare_key, corpus = pipeline.prepare_stage(cfg)
+    tokenizer_key, folder = pipeline.tokenize_stage(cfg, prepare_key, corpus)
+    tok = tokenizer.Tokenizer.load(folder)
+    encoded = pipeline.encode_stage(cfg, tokenizer_key, tok, corpus)
+    device = pipeline.resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = pipeline.build_for(cfg, tok)
+    params = sum(p.numel() for p in model.parameters())
+    trainer = Trainer(
+        cfg.train,
+        model,
+        encoded["train"],
+        encoded[cfg.data.dev_split],
+        Path("/nonexistent"),
+        device,
+        cfg.seed,
+        validate_bleu=None,
+    )
+    peak, peak_source = peak_flops(device)
+    train = bench_training(cfg, trainer, args.steps, args.warmup)
+    train_memory = peak_memory_mb(device)
+    run = pipeline.Run(Path("."), cfg, tok, model.eval(), device)
+    test = corpus[cfg.data.test_splits[0]]["src"][: args.sentences]
+    sources = tok.encode_src(test)
+    decoding = {
+        (beam, bs): bench_decoding(run, sources, beam, bs) for beam in (1, 5) for bs in (1, 64)
+    }
+
+    mfu = train["tokens_per_s"] * train["flops_per_token"] / peak
+    now = datetime.datetime.now().isoformat(timespec="minutes")
+    device_name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    command = "python scripts/bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    lines = [
+        f"### {cfg.model.name} on {cfg.data.name} — {device_name}, {now}",
+        "",
+        f"`{command}` — torch {torch.__version__}, Python {platform.python_version()}, "
+        f"{params / 1e6:.2f}M parameters, batch {cfg.train.batch_tokens} tokens "
+        f"({train['real_fraction']:.0%} of target positions real).",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| training: real target tokens/s | {train['tokens_per_s']:,.0f} ({train['steps_per_s']:.2f} updates/s) |",
+        f"| training: FLOPs per target token (counted) | {train['flops_per_token'] / 1e6:.1f} M |",
+        f"| MFU | {mfu:.1%} of {peak / 1e9:,.0f} GFLOP/s ({peak_source}) |",
+        f"| peak memory after training ({'max allocated' if device.type == 'cuda' else 'RSS'}) | {train_memory:,.0f} MiB |",
+    ]
+    for (beam, bs), r in decoding.items():
+        name = "greedy" if beam == 1 else f"beam {beam}"
+        lines.append(
+            f"| decoding {name}, batch {bs}: sentences/s (tokens/s) | {r['sentences_per_s']:,.1f} "
+            f"({r['tokens_per_s']:,.0f}) |"
+        )
+    table = "\n".join(lines) + "\n"
+    print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with args.output.open("a") as f:
+        f.write("\n" + table)
+
+
+if __name__ == "__main__":
+    main()
