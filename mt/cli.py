@@ -81,7 +81,8 @@ def eval_command(argv: list[str]) -> None:
     )
     parser.add_argument("--beam", type=int, help="beam size (default: the run's decode.beam_size)")
     parser.add_argument(
-        "--checkpoint", default="best", help="best | last | averaged | a file in checkpoints/"
+        "--checkpoint",
+        help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
     )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
@@ -131,7 +132,8 @@ def translate_command(argv: list[str]) -> None:
         help="print the K best translations as 'index ||| translation ||| score'",
     )
     parser.add_argument(
-        "--checkpoint", default="best", help="best | last | averaged | a file in checkpoints/"
+        "--checkpoint",
+        help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences decoded together")
@@ -196,7 +198,8 @@ def align_command(argv: list[str]) -> None:
         "--head", type=int, help="Transformer: one head instead of the heads' average"
     )
     parser.add_argument(
-        "--checkpoint", default="best", help="best | last | averaged | a file in checkpoints/"
+        "--checkpoint",
+        help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
     )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)

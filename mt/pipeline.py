@@ -332,8 +332,9 @@ def build_for(cfg: DictConfig, tok: tokenizer.Tokenizer) -> Seq2Seq:
     return build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, shared_vocab=tok.joint)
 
 
-def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> Run:
-    """The model of `run_dir` with checkpoint `which` (best | last | averaged | a file name)."""
+def load_run(run_dir: str | Path, which: str | None = None, device: str = "auto") -> Run:
+    """The model of `run_dir` with checkpoint `which` (best | last | averaged | a file name; default:
+    the run's decode.checkpoint)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"run directory not found: {run_dir}")
@@ -343,6 +344,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> 
                 f"{run_dir} is not a complete run: it has no {needed} (was it trained with `mt train`?)"
             )
     cfg = OmegaConf.load(run_dir / "config.yaml")
+    which = which or cfg.decode.checkpoint
     tok = tokenizer.Tokenizer.load(run_dir / "tokenizer")
     model = build_for(cfg, tok)
     path = run_dir / "checkpoints" / (which if which.endswith(".pt") else f"{which}.pt")
@@ -446,7 +448,7 @@ def evaluate_run(
     data_dir: str | None = None,
 ) -> dict:
     """Decode the test split(s) of a run with beam search; write eval/<split>.hyp and .scores.json."""
-    run = load_run(run_dir, which or "best", device)
+    run = load_run(run_dir, which, device)
     cfg = run.cfg
     if data_dir is not None or os.environ.get("MT_DATA_DIR"):
         cfg.data_dir = data_dir or os.environ["MT_DATA_DIR"]
@@ -466,7 +468,7 @@ def evaluate_run(
             {
                 "split": split,
                 "beam_size": beam,
-                "checkpoint": which or "best",
+                "checkpoint": which or run.cfg.decode.checkpoint,
                 "date": datetime.datetime.now().isoformat(timespec="seconds"),
             }
         )

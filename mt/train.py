@@ -207,6 +207,20 @@ class Trainer:
             return True
         return False
 
+    def _average_checkpoints(self) -> None:
+        """averaged.pt: the mean weights of the kept step-N.pt checkpoints (the last few validations)."""
+        steps = sorted(self.ckpt_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+        if len(steps) >= 2:
+            checkpoint.save(
+                self.ckpt_dir / "averaged.pt",
+                {"model": checkpoint.average(steps), "averaged": [p.name for p in steps]},
+            )
+            log.info(
+                "averaged %s into %s",
+                ", ".join(p.name for p in steps),
+                self.ckpt_dir / "averaged.pt",
+            )
+
     def _prune_step_checkpoints(self) -> None:
         steps = sorted(self.ckpt_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
         for path in steps[: max(0, len(steps) - self.cfg.keep_checkpoints)]:
@@ -434,6 +448,8 @@ class Trainer:
             self.validate(writer)
         p.finished = not interrupted
         self.save("last.pt")
+        if self.main and not interrupted:
+            self._average_checkpoints()
         if writer:
             writer.close()
         log.info(

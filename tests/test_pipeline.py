@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from mt import pipeline
@@ -63,3 +64,16 @@ def test_unknown_config_key_is_one_clear_error(tmp_path):
     )
     result = mt("train", "model=nope")
     assert result.returncode != 0 and "Could not find 'model/nope'" in result.stderr
+
+
+def test_averaged_checkpoint_is_the_mean_of_the_kept_ones(toy_run):
+    from mt import checkpoint
+
+    averaged = checkpoint.load(toy_run / "checkpoints" / "averaged.pt")
+    assert averaged["averaged"] == ["step-150.pt", "step-300.pt"]
+    a, b = (
+        checkpoint.load(toy_run / "checkpoints" / name)["model"] for name in averaged["averaged"]
+    )
+    for name, weights in averaged["model"].items():
+        torch.testing.assert_close(weights, (a[name] + b[name]) / 2)
+    assert pipeline.load_run(toy_run, "averaged").model is not None
