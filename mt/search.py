@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -11,6 +12,8 @@ from torch import Tensor
 from mt.batching import pad
 from mt.models.base import Seq2Seq
 from mt.tokenizer import BOS, EOS, PAD
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,9 +38,11 @@ def forbid_specials(logits: Tensor) -> Tensor:
     return logits
 
 
-def max_lengths(src: Tensor, max_len_a: float, max_len_b: int) -> Tensor:
-    """(B,) the longest target allowed for each source: a * real source length + b."""
-    return (max_len_a * (src != PAD).sum(1) + max_len_b).long()
+def max_lengths(src: Tensor, max_len_a: float, max_len_b: int, model: Seq2Seq) -> Tensor:
+    """(B,) the longest target allowed for each source: a * real source length + b, within what the
+    model can take."""
+    limits = (max_len_a * (src != PAD).sum(1) + max_len_b).long()
+    return limits.clamp(max=model.max_positions) if model.max_positions else limits
 
 
 @torch.inference_mode()
@@ -53,7 +58,7 @@ def greedy_search(
     batch = src.shape[0]
     src_mask = src != PAD
     memory = model.encode(src, src_mask)
-    limits = max_lengths(src, max_len_a, max_len_b)
+    limits = max_lengths(src, max_len_a, max_len_b, model)
     tokens = torch.full((batch,), BOS, device=src.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
     log_probs = torch.zeros(batch, device=src.device)
@@ -109,7 +114,7 @@ def beam_search(
     device, k = src.device, beam_size
     src_mask = src != PAD
     src_lengths = src_mask.sum(1).tolist()
-    limits = max_lengths(src, max_len_a, max_len_b)
+    limits = max_lengths(src, max_len_a, max_len_b, model)
     memory = model.encode(src, src_mask).reorder(
         torch.arange(src.shape[0], device=device).repeat_interleave(k)
     )
@@ -217,6 +222,17 @@ def translate_ids(
         i: [Hypothesis([], 0.0)] for i, s in enumerate(sources) if len(s) <= 1
     }
     order = sorted((i for i in range(len(sources)) if i not in done), key=lambda i: len(sources[i]))
+    if model.max_positions and any(len(sources[i]) > model.max_positions for i in order):
+        too_long = [i + 1 for i in order if len(sources[i]) > model.max_positions]
+        log.warning(
+            "input %s: longer than the model's %d positions; only the start is translated",
+            ", ".join(map(str, too_long[:10])),
+            model.max_positions,
+        )
+        sources = [
+            s if len(s) <= model.max_positions else [*s[: model.max_positions - 1], EOS]
+            for s in sources
+        ]
     next_out = 0
     for start in range(0, len(order) + 1, batch_size):
         chunk = order[start : start + batch_size]

@@ -250,3 +250,12 @@ def test_overwrite_true_starts_afresh(tmp_path):
     from omegaconf import OmegaConf
 
     assert OmegaConf.load(run_dir / "config.yaml").train.lr == 0.01
+
+
+def test_input_longer_than_the_model_is_cut_with_a_warning(toy_run, caplog):
+    run = pipeline.load_run(toy_run, device="cpu")
+    run.model.max_positions = 12
+    hyps = list(run.translate(["The black cat ate the mouse. " * 5, "A dog saw a cat."]))
+    assert "input 1: longer than the model's 12 positions" in caplog.text
+    assert all(len(h[0].tokens) <= 12 for h in hyps)
+    assert run.tokenizer.decode_tgt(hyps[1][0].tokens) == "Un chien a vu un chat."

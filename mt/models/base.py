@@ -59,6 +59,8 @@ class Seq2Seq(nn.Module):
     in `decode_step`; it is computed only when `need_attn` is set and never changes the output.
     """
 
+    max_positions: int | None = None  # the longest sequence the model can take (None: no limit)
+
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> Memory:
         """src_ids (B, S), src_mask (B, S) -> Memory."""
         raise NotImplementedError

@@ -170,6 +170,7 @@ class Transformer(Seq2Seq):
         self.output = nn.Linear(d_model, tgt_vocab, bias=False)
         if tie_embeddings:
             self.output.weight = tgt_embedding.weight
+        self.max_positions = max_positions
         self.align_layer = align_layer % decoder_layers
         self.align_head = align_head
 
