@@ -412,6 +412,8 @@ class Trainer:
                     if nonfinite >= cfg.max_nonfinite:
                         # no bad update was applied, so the weights are the last good ones: keep them
                         self.save("last.pt")
+                        if writer:
+                            writer.close()
                         raise TrainingError(
                             f"{nonfinite} non-finite losses in a row at step {p.step} (train.max_nonfinite); "
                             f"the last good state is saved in {self.ckpt_dir / 'last.pt'}. "
