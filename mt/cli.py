@@ -38,6 +38,14 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (UserError, DataError, RunError, CheckpointError, TrainingError, FileNotFoundError)
 
 
+class Terminated(Exception):
+    """SIGTERM arrived: stop as for Ctrl-C."""
+
+
+def raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def fail(error: Exception) -> None:
     print(f"mt: error: {error}", file=sys.stderr)
     sys.exit(1)
@@ -142,6 +150,9 @@ def translate_command(argv: list[str]) -> None:
         fail(UserError("an empty sentence was given to translate"))
     from mt import pipeline
 
+    signal.signal(
+        signal.SIGTERM, raise_terminated
+    )  # like Ctrl-C: stop after the lines already written
     try:
         run = pipeline.load_run(args.run, args.checkpoint, args.device)
         beam = args.beam or run.cfg.decode.beam_size
@@ -168,6 +179,8 @@ def translate_command(argv: list[str]) -> None:
         fail(e)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Terminated:
+        sys.exit(128 + signal.SIGTERM)
     except BrokenPipeError:
         sys.stderr.close()
 

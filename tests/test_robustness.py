@@ -193,7 +193,8 @@ def test_sigterm_saves_and_exits_without_traceback(tmp_path):
     assert f"mt: training stopped by SIGTERM at step {step}" in stderr
 
 
-def test_translate_stops_cleanly_on_ctrl_c(toy_run):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_translate_stops_cleanly_on_a_signal(toy_run, sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "mt", "translate", "--run", str(toy_run), "--batch-size", "1"],
         stdin=subprocess.PIPE,
@@ -204,9 +205,9 @@ def test_translate_stops_cleanly_on_ctrl_c(toy_run):
     proc.stdin.write("The black cat ate the mouse.\n")
     proc.stdin.flush()
     assert proc.stdout.readline() == "Le chat noir a mangé la souris.\n"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert proc.returncode == 128 + sig and "Traceback" not in stderr
 
 
 def run_mt(*args):
