@@ -24,6 +24,14 @@ def reorder_tensors(obj, index: Tensor):
     return replace(obj, **{f.name: pick(getattr(obj, f.name)) for f in fields(obj)})
 
 
+def embedding_pair(
+    src_vocab: int, tgt_vocab: int, dim: int, share: bool
+) -> tuple[nn.Embedding, nn.Embedding]:
+    """Source and target embeddings; one module for both when `share` (a joint vocabulary, tied)."""
+    tgt = nn.Embedding(tgt_vocab, dim, padding_idx=PAD)
+    return (tgt if share else nn.Embedding(src_vocab, dim, padding_idx=PAD)), tgt
+
+
 @dataclass
 class Memory:
     """What the encoder hands the decoder.

@@ -17,8 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mt.attention import build_scored_attention
-from mt.models.base import Memory, Seq2Seq, reorder_tensors
-from mt.tokenizer import PAD
+from mt.models.base import Memory, Seq2Seq, embedding_pair, reorder_tensors
 
 RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -92,10 +91,8 @@ class RNNSeq2Seq(Seq2Seq):
         if cell not in RNNS:
             raise ValueError(f"model.cell: unknown {cell!r} (gru or lstm)")
         self.style, self.cell_type = style, cell
-        tgt_embedding = nn.Embedding(tgt_vocab, embedding_dim, padding_idx=PAD)
-        share_src = tie_embeddings and shared_vocab
-        src_embedding = (
-            tgt_embedding if share_src else nn.Embedding(src_vocab, embedding_dim, padding_idx=PAD)
+        src_embedding, tgt_embedding = embedding_pair(
+            src_vocab, tgt_vocab, embedding_dim, share=tie_embeddings and shared_vocab
         )
         self.encoder = RNNEncoder(src_embedding, cell, encoder_hidden, encoder_layers, dropout)
         self.tgt_embedding = tgt_embedding

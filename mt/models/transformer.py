@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from mt.attention import MultiHeadAttention
-from mt.models.base import Memory, Seq2Seq, reorder_tensors
+from mt.models.base import Memory, Seq2Seq, embedding_pair, reorder_tensors
 from mt.tokenizer import PAD
 
 
@@ -148,10 +148,8 @@ class Transformer(Seq2Seq):
         align_head: int | None,
     ):
         super().__init__()
-        tgt_embedding = nn.Embedding(tgt_vocab, d_model, padding_idx=PAD)
-        share_src = tie_embeddings and shared_vocab
-        src_embedding = (
-            tgt_embedding if share_src else nn.Embedding(src_vocab, d_model, padding_idx=PAD)
+        src_embedding, tgt_embedding = embedding_pair(
+            src_vocab, tgt_vocab, d_model, share=tie_embeddings and shared_vocab
         )
         for embedding in {src_embedding, tgt_embedding}:
             nn.init.normal_(embedding.weight, std=d_model**-0.5)
