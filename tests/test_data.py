@@ -87,3 +87,46 @@ def test_tsv_rows_with_too_few_fields_are_named(tmp_path):
     assert data.read_tsv(
         write(tmp_path / "ok.tsv", ["Hi.\tSalut.\tx"]), ["en", "fr"], "fr", "en"
     ) == [("Salut.", "Hi.")]
+
+
+def test_public_source_path_zip_tsv_and_text_files(tmp_path):
+    """The download code path (datasets' download manager), fed local files instead of URLs."""
+    import zipfile
+
+    archive = tmp_path / "fra-eng.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("fra.txt", "Go.\tVa !\tCC-BY\nHi.\tSalut !\tCC-BY\n")
+        z.writestr("_about.txt", "licence")
+    cfg = corpus_config(
+        url=str(archive), url_format="tsv", url_member="fra.txt", tsv_columns=["en", "fr"]
+    )
+    assert data.load_remote(cfg, tmp_path / "cache") == {
+        "all": [("Go.", "Va !"), ("Hi.", "Salut !")]
+    }
+
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for split in ("train", "dev"):
+        write(folder / f"{split}.en.gz", [f"{split} one"], gz=True)
+        write(folder / f"{split}.fr.gz", [f"{split} un"], gz=True)
+    cfg = corpus_config(url=str(folder), url_format="text")
+    assert data.load_remote(cfg, tmp_path / "cache") == {
+        "train": [("train one", "train un")],
+        "dev": [("dev one", "dev un")],
+    }
+
+
+def test_no_local_copy_and_no_download_says_what_to_set(tmp_path):
+    cfg = corpus_config(
+        url=str(tmp_path / "unreachable.zip"),
+        url_format="tsv",
+        url_member="fra.txt",
+        tsv_columns=["en", "fr"],
+        split={"dev": 1, "test": 1, "seed": 1},
+        files={"all": "all"},
+    )
+    with pytest.raises(
+        DataError,
+        match=r"could not download tiny from .*unreachable\.zip .*Set MT_DATA_DIR .* tiny/",
+    ):
+        data.prepare(cfg, None, tmp_path / "cache")
