@@ -251,9 +251,11 @@ def setup_logging(run_dir: Path | None = None) -> None:
         root.addHandler(console)
     if run_dir is not None:
         path = str((run_dir / "train.log").resolve())
-        if not any(
-            isinstance(h, logging.FileHandler) and h.baseFilename == path for h in root.handlers
-        ):
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            if handler.baseFilename != path:  # another run's log (the previous job of a sweep)
+                root.removeHandler(handler)
+                handler.close()
+        if not any(isinstance(h, logging.FileHandler) for h in root.handlers):
             handler = logging.FileHandler(path)
             handler.setFormatter(formatter)
             root.addHandler(handler)
