@@ -200,7 +200,9 @@ def align_command(argv: list[str]) -> None:
         "-o", "--output", help="write the heatmap to this PNG file (default: draw it here)"
     )
     parser.add_argument(
-        "--beam", type=int, default=1, help="beam size of the model's translation (default 1)"
+        "--beam",
+        type=int,
+        help="beam size of the model's translation (default: the run's decode.beam_size)",
     )
     parser.add_argument(
         "--layer",
@@ -236,7 +238,9 @@ def align_command(argv: list[str]) -> None:
                         f"--head {args.head}: the model has {run.cfg.model.heads} heads"
                     )
                 run.model.align_head = args.head
-        translation, score, alignment = run.align(args.sentence, args.target, args.beam)
+        translation, score, alignment = run.align(
+            args.sentence, args.target, args.beam or run.cfg.decode.beam_size
+        )
     except user_errors() as e:
         fail(e)
     print(translation)
