@@ -32,10 +32,12 @@ class UserError(Exception):
 def user_errors() -> tuple[type[Exception], ...]:
     from mt.checkpoint import CheckpointError
     from mt.data import DataError
+    from mt.models import ModelConfigError
     from mt.pipeline import RunError
     from mt.train import TrainingError
 
-    return (UserError, DataError, RunError, CheckpointError, TrainingError, FileNotFoundError)
+    errors = (UserError, DataError, RunError, CheckpointError, TrainingError, ModelConfigError)
+    return (*errors, FileNotFoundError)
 
 
 class Terminated(Exception):

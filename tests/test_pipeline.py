@@ -77,3 +77,18 @@ def test_averaged_checkpoint_is_the_mean_of_the_kept_ones(toy_run):
     for name, weights in averaged["model"].items():
         torch.testing.assert_close(weights, (a[name] + b[name]) / 2)
     assert pipeline.load_run(toy_run, "averaged").model is not None
+
+
+def test_a_model_config_that_cannot_be_built_is_one_clear_error(tmp_path):
+    args = [
+        "experiment=demo",
+        "data.sizes.train=200",
+        f"cache_dir={tmp_path}",
+        f"run_dir={tmp_path / 'r'}",
+    ]
+    result = mt("train", *args, "model=rnn_bahdanau", "model.attention=dot")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        "mt: error: dot attention needs query and key sizes equal, got 256 and 512" in result.stderr
+    )
+    assert "model.decoder_hidden = 256" in result.stderr

@@ -8,11 +8,22 @@ from mt.models.base import DecoderState, Memory, Seq2Seq
 from mt.models.rnn import RNNSeq2Seq
 from mt.models.transformer import Transformer
 
-__all__ = ["DecoderState", "Memory", "Seq2Seq", "build_model"]
+__all__ = ["DecoderState", "Memory", "ModelConfigError", "Seq2Seq", "build_model"]
+
+
+class ModelConfigError(ValueError):
+    """A model config that cannot be built; the message names the keys."""
 
 
 def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool) -> Seq2Seq:
     """The model described by `cfg` (a conf/model entry) for the given vocabulary sizes."""
+    try:
+        return _build(cfg, src_vocab, tgt_vocab, shared_vocab)
+    except ValueError as e:
+        raise ModelConfigError(str(e)) from None
+
+
+def _build(cfg: DictConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool) -> Seq2Seq:
     if cfg.arch == "transformer":
         return Transformer(
             src_vocab,
