@@ -92,3 +92,14 @@ def test_a_model_config_that_cannot_be_built_is_one_clear_error(tmp_path):
         "mt: error: dot attention needs query and key sizes equal, got 256 and 512" in result.stderr
     )
     assert "model.decoder_hidden = 256" in result.stderr
+
+
+def test_an_experiment_overrides_the_top_level_config():
+    from hydra import compose, initialize_config_dir
+
+    from mt.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=demo"])
+    assert cfg.name == "demo" and cfg.run_dir == "runs/demo" and cfg.data.name == "toy_reorder"
+    assert cfg.model.d_model == 64 and cfg.train.max_steps == 400
