@@ -41,7 +41,7 @@ demo: install  ## a tiny model on the generated toy pair, then its alignment of 
 	$(BIN)/mt train experiment=demo $(ARGS)
 	$(BIN)/mt align --run runs/demo "The black cat ate the mouse."
 
-bench: install  ## training and decoding speed of a config (default: Multi30k En-De Transformer)
+bench: install  ## training (and, with --run, decoding) speed of a config; appends to docs/BENCHMARKS.md
 	$(BIN)/python scripts/bench.py $(if $(ARGS),$(ARGS),data=multi30k_en_de model=transformer)
 
 tensorboard: install

@@ -3,7 +3,7 @@ warm-up), model FLOPs utilisation, peak memory, and decoding speed (greedy and b
 Appends a table to docs/BENCHMARKS.md with the command, device, versions and date.
 
     python scripts/bench.py data=multi30k_en_de model=transformer
-    python scripts/bench.py data=multi30k_en_de model=rnn_bahdanau --steps 20
+    python scripts/bench.py data=tatoeba_en_fr model=transformer --run runs/tatoeba_en_fr-transformer
 """
 
 from __future__ import annotations
@@ -113,6 +113,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed training updates")
     parser.add_argument("--warmup", type=int, default=5, help="untimed updates first")
     parser.add_argument("--sentences", type=int, default=500, help="test sentences decoded")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        help="a trained run to time decoding with (an untrained model "
+        "stops at once, so without one decoding is not measured)",
+    )
     parser.add_argument("--output", type=Path, default=Path("docs/BENCHMARKS.md"))
     args = parser.parse_args()
 
@@ -141,12 +147,15 @@ def main() -> None:
     peak, peak_source = peak_flops(device)
     train = bench_training(cfg, trainer, args.steps, args.warmup)
     train_memory = peak_memory_mb(device)
-    run = pipeline.Run(Path("."), cfg, tok, model.eval(), device)
-    test = corpus[cfg.data.test_splits[0]]["src"][: args.sentences]
-    sources = tok.encode_src(test)
-    decoding = {
-        (beam, bs): bench_decoding(run, sources, beam, bs) for beam in (1, 5) for bs in (1, 64)
-    }
+    decoding = {}
+    if args.run:
+        run = pipeline.load_run(args.run, device=str(device))
+        split = run.cfg.data.test_splits[0]
+        _, run_corpus = pipeline.prepare_stage(run.cfg)
+        sources = run.tokenizer.encode_src(run_corpus[split]["src"][: args.sentences])
+        decoding = {
+            (beam, bs): bench_decoding(run, sources, beam, bs) for beam in (1, 5) for bs in (1, 64)
+        }
 
     mfu = train["tokens_per_s"] * train["flops_per_token"] / peak
     now = datetime.datetime.now().isoformat(timespec="minutes")
@@ -170,6 +179,10 @@ def main() -> None:
         f"| MFU | {mfu:.1%} of {peak / 1e9:,.0f} GFLOP/s ({peak_source}) |",
         f"| peak memory after training ({'max allocated' if device.type == 'cuda' else 'RSS'}) | {train_memory:,.0f} MiB |",
     ]
+    if args.run:
+        lines.append(
+            f"| decoding with | `{args.run}` ({run.cfg.model.name}), first {len(sources)} of {split} |"
+        )
     for (beam, bs), r in decoding.items():
         name = "greedy" if beam == 1 else f"beam {beam}"
         lines.append(
