@@ -152,9 +152,8 @@ def translate_command(argv: list[str]) -> None:
         fail(UserError("an empty sentence was given to translate"))
     from mt import pipeline
 
-    signal.signal(
-        signal.SIGTERM, raise_terminated
-    )  # like Ctrl-C: stop after the lines already written
+    # SIGTERM as for Ctrl-C: stop after the lines already written
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         run = pipeline.load_run(args.run, args.checkpoint, args.device)
         beam = args.beam or run.cfg.decode.beam_size

@@ -376,32 +376,18 @@ def dev_bleu_fn(
 ):
     """The validation callback: greedy-decode up to train.dev_max_sentences dev sentences; BLEU and chrF."""
     n = min(cfg.train.dev_max_sentences, len(dev))
-    sources = tok.encode_src(dev["src"][:n])
-    references = dev["tgt"][:n]
+    sources, references = dev["src"][:n], dev["tgt"][:n]
+    probes = list(cfg.data.get("probes") or [])
 
     def validate(model: Seq2Seq, step: int, writer) -> tuple[float, float]:
-        model.eval()
-        hyps = [
-            tok.decode_tgt(h[0].tokens)
-            for h in translate_ids(
-                model,
-                sources,
-                device,
-                cfg.decode.batch_size,
-                beam_size=1,
-                length_penalty=cfg.decode.length_penalty,
-                nbest=1,
-                max_len_a=cfg.decode.max_len_a,
-                max_len_b=cfg.decode.max_len_b,
-            )
-        ]
+        run = Run(Path(cfg.run_dir), cfg, tok, model.eval(), device)
+        hyps = [tok.decode_tgt(h[0].tokens) for h in run.translate(sources, beam_size=1)]
         scores = evaluate.score(hyps, references, cfg.data.tgt_lang, ter=False)
         for i in range(min(3, n)):
             writer.add_text(
-                f"dev/sample_{i}", f"{dev['src'][i]}  \n→ {hyps[i]}  \n(ref: {references[i]})", step
+                f"dev/sample_{i}", f"{sources[i]}  \n→ {hyps[i]}  \n(ref: {references[i]})", step
             )
-        probes = list(cfg.data.get("probes") or [])
-        log_probes(Run(Path(cfg.run_dir), cfg, tok, model, device), probes, step, writer)
+        log_probes(run, probes, step, writer)
         return scores["bleu"], scores["chrf"]
 
     return validate
@@ -416,18 +402,15 @@ def train_pipeline(cfg: DictConfig) -> Path:
     ddp_device = distributed.init(cfg.train.ddp_timeout_minutes)
     setup_logging()
     set_threads(cfg)
-    stages = None
-    for turn in ("main", "others"):
-        if distributed.is_main() == (turn == "main"):
-            prepare_key, corpus = prepare_stage(cfg)
-            tokenizer_key, tokenizer_folder = tokenize_stage(cfg, prepare_key, corpus)
-            tok = tokenizer.Tokenizer.load(tokenizer_folder)
-            encoded = encode_stage(cfg, tokenizer_key, tok, corpus)
-            if distributed.is_main():
-                init_run(cfg, tokenizer_folder)
-            stages = corpus, tok, encoded
+    if not distributed.is_main():
+        distributed.barrier()  # wait for rank 0 to fill the cache and make the run directory
+    prepare_key, corpus = prepare_stage(cfg)
+    tokenizer_key, tokenizer_folder = tokenize_stage(cfg, prepare_key, corpus)
+    tok = tokenizer.Tokenizer.load(tokenizer_folder)
+    encoded = encode_stage(cfg, tokenizer_key, tok, corpus)
+    if distributed.is_main():
+        init_run(cfg, tokenizer_folder)
         distributed.barrier()
-    corpus, tok, encoded = stages
     run_dir = Path(cfg.run_dir)
     setup_logging(run_dir)
     device = ddp_device or resolve_device(cfg.device)

@@ -222,17 +222,16 @@ def translate_ids(
         i: [Hypothesis([], 0.0)] for i, s in enumerate(sources) if len(s) <= 1
     }
     order = sorted((i for i in range(len(sources)) if i not in done), key=lambda i: len(sources[i]))
-    if model.max_positions and any(len(sources[i]) > model.max_positions for i in order):
-        too_long = [i + 1 for i in order if len(sources[i]) > model.max_positions]
+    too_long = [i for i in order if model.max_positions and len(sources[i]) > model.max_positions]
+    if too_long:
         log.warning(
             "input %s: longer than the model's %d positions; only the start is translated",
-            ", ".join(map(str, too_long[:10])),
+            ", ".join(str(i + 1) for i in too_long[:10]),
             model.max_positions,
         )
-        sources = [
-            s if len(s) <= model.max_positions else [*s[: model.max_positions - 1], EOS]
-            for s in sources
-        ]
+        sources = list(sources)
+        for i in too_long:
+            sources[i] = [*sources[i][: model.max_positions - 1], EOS]
     next_out = 0
     for start in range(0, len(order) + 1, batch_size):
         chunk = order[start : start + batch_size]
