@@ -213,7 +213,7 @@ def init_run(cfg: DictConfig, tokenizer_folder: Path) -> Path:
                 f"{run_dir} holds a run with another config: {shown}. "
                 f"Choose a new name=..., or pass overwrite=true to start it afresh."
             )
-        if differences:
+        if cfg.overwrite:
             log.warning("overwrite=true: removing %s", run_dir)
             shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +222,7 @@ def init_run(cfg: DictConfig, tokenizer_folder: Path) -> Path:
         "torch": str(torch.__version__),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    if not saved_path.exists() or cfg.overwrite:
+    if not saved_path.exists():
         checkpoint.atomic_write_text(saved_path, OmegaConf.to_yaml(OmegaConf.create(current)))
     if not (run_dir / "tokenizer").exists():
         tmp = run_dir / ".tokenizer.tmp"

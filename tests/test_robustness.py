@@ -237,7 +237,13 @@ def test_translate_input_errors(toy_run, tmp_path):
 
 
 def test_overwrite_true_starts_afresh(tmp_path):
-    pipeline.train_pipeline(toy_config(tmp_path, "train.max_steps=2", "train.validate_every=2"))
+    run_dir = pipeline.train_pipeline(
+        toy_config(tmp_path, "train.max_steps=2", "train.validate_every=2")
+    )
+    (run_dir / "mine.txt").write_text("kept until overwrite=true")
+    same = toy_config(tmp_path, "train.max_steps=2", "train.validate_every=2", "overwrite=true")
+    pipeline.train_pipeline(same)  # the same config: without overwrite=true it would resume
+    assert not (run_dir / "mine.txt").exists()
     cfg = make_config(
         tmp_path,
         *TOY,

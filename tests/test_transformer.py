@@ -74,3 +74,45 @@ def test_state_reorder_follows_the_index(model, batch):
     logits, _, _ = model.decode_step(tgt[index, 1], memory.reorder(index), state.reorder(index))
     expected, _ = model(src[index], tgt[index, :2])
     torch.testing.assert_close(logits, expected[:, 1], atol=1e-5, rtol=0)
+
+
+def test_label_smoothed_loss_and_its_gradient_equal_torchs():
+    import torch.nn.functional as F
+
+    from mt.train import label_smoothed_loss
+
+    torch.manual_seed(2)
+    logits = (torch.randn(3, 5, 11) * 3).requires_grad_()
+    target = torch.randint(1, 11, (3, 5))
+    target[0, 3:] = PAD
+    ours = label_smoothed_loss(logits, target, 0.1)
+    (ours_grad,) = torch.autograd.grad(ours * 2, logits)
+    theirs = F.cross_entropy(
+        logits.flatten(0, 1),
+        target.flatten(),
+        ignore_index=PAD,
+        label_smoothing=0.1,
+        reduction="sum",
+    )
+    (theirs_grad,) = torch.autograd.grad(theirs * 2, logits)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(ours_grad, theirs_grad)
+    assert ours_grad[0, 3:].abs().sum() == 0  # no gradient from padding
+
+
+def test_dropout_drops_at_its_rate_scales_the_rest_and_is_seeded():
+    from mt.models.base import Dropout
+
+    drop = Dropout(0.1)
+    x = torch.ones(1000, 1000, requires_grad=True)
+    torch.manual_seed(3)
+    y = drop(x)
+    dropped = y == 0
+    assert abs(dropped.float().mean().item() - 0.1) < 0.002
+    torch.testing.assert_close(y[~dropped], torch.full_like(y[~dropped], 1 / 0.9))
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, dropped)  # the gradient goes through the same mask
+    torch.manual_seed(3)
+    assert torch.equal(drop(x), y)
+    assert not torch.equal(drop(x), y)  # a fresh mask each call
+    assert drop.eval()(x) is x

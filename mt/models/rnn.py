@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mt.attention import build_scored_attention
-from mt.models.base import Memory, Seq2Seq, embedding_pair, reorder_tensors
+from mt.models.base import Dropout, Memory, Seq2Seq, embedding_pair, reorder_tensors
 
 RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -30,7 +30,7 @@ class RNNEncoder(nn.Module):
     ):
         super().__init__()
         self.embedding = embedding
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = RNNS[cell](
             embedding.embedding_dim,
             hidden,
@@ -120,7 +120,7 @@ class RNNSeq2Seq(Seq2Seq):
         self.combine = nn.Linear(
             decoder_hidden + memory_dim, decoder_hidden, bias=False
         )  # W [state; context]
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output = nn.Linear(decoder_hidden, tgt_vocab, bias=False)
         if tie_embeddings:
             if embedding_dim != decoder_hidden:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from mt.attention import MultiHeadAttention
-from mt.models.base import Memory, Seq2Seq, embedding_pair, reorder_tensors
+from mt.models.base import Dropout, Memory, Seq2Seq, embedding_pair, reorder_tensors
 from mt.tokenizer import PAD
 
 
@@ -38,7 +38,7 @@ class Embeddings(nn.Module):
             sinusoidal_positions(max_positions, embedding.embedding_dim),
             persistent=False,
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
         """ids (B, T) at positions offset .. offset+T-1 -> (B, T, D)."""
@@ -49,7 +49,7 @@ class Embeddings(nn.Module):
 class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, ff_dim: int, dropout: float):
         super().__init__(
-            nn.Linear(d_model, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
+            nn.Linear(d_model, ff_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ff_dim, d_model)
         )
 
 
@@ -64,7 +64,7 @@ class EncoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.ff_norm = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_dim, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.self_attn_norm(x)
@@ -85,7 +85,7 @@ class DecoderLayer(nn.Module):
         self.cross_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.ff_norm = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_dim, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self,
