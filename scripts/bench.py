@@ -31,22 +31,24 @@ from mt.train import Trainer
 GPU_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
-def peak_flops(device: torch.device) -> tuple[float, str]:
-    """The device's peak: a table for GPUs; on CPU, measured fp32 matmul throughput."""
+def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[float, str]:
+    """The device's peak: a table for GPUs; on CPU, measured matmul throughput in `dtype` (the
+    training precision: bf16 autocast multiplies in bf16)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, value in GPU_PEAK.items():
             if key in name:
                 return value, f"{name} bf16 dense peak"
         return float("nan"), f"{name}: peak unknown"
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     for _ in range(3):
         a @ b
     start, reps = time.perf_counter(), 10
     for _ in range(reps):
         a @ b
     rate = reps * 2 * 2048**3 / (time.perf_counter() - start)
-    return rate, f"measured fp32 2048³ matmul, {torch.get_num_threads()} threads"
+    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+    return rate, f"measured {precision} 2048³ matmul, {torch.get_num_threads()} threads"
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -60,10 +62,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_training(cfg, trainer: Trainer, steps: int, warmup: int) -> dict:
+def bench_training(cfg, trainer: Trainer, steps: int, warmup: int, profile: int = 0) -> dict:
     order = epoch_batches(trainer.train_data, cfg.train.batch_tokens, cfg.seed, 0)
     batches = [
-        collate(trainer.train_data, order[i]).to(trainer.device) for i in range(warmup + steps)
+        collate(trainer.train_data, order[i]).to(trainer.device)
+        for i in range(warmup + max(steps, profile))
     ]
     with FlopCounterMode(display=False) as counter:
         trainer._update([batches[0]])
@@ -72,16 +75,34 @@ def bench_training(cfg, trainer: Trainer, steps: int, warmup: int) -> dict:
         trainer._update([batch])
     sync(trainer.device)
     start = time.perf_counter()
-    tokens = sum(trainer._update([batch])[1] for batch in batches[warmup:])
+    tokens = sum(trainer._update([batch])[1] for batch in batches[warmup : warmup + steps])
     sync(trainer.device)
     seconds = time.perf_counter() - start
-    padded = sum(b.tgt_out.numel() for b in batches[warmup:])
+    padded = sum(b.tgt_out.numel() for b in batches[warmup : warmup + steps])
     return {
         "tokens_per_s": tokens / seconds,
         "flops_per_token": flops_per_token,
         "real_fraction": tokens / padded,
         "steps_per_s": steps / seconds,
+        "profile": profile_training(trainer, batches[warmup : warmup + profile]) if profile else [],
     }
+
+
+def profile_training(trainer: Trainer, batches: list, top: int = 12) -> list[tuple[str, float]]:
+    """The operators taking the most (self) time over `batches` updates: (name, share of the total)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = trainer.device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with profile(activities=activities) as prof:
+        for batch in batches:
+            trainer._update([batch])
+        sync(trainer.device)
+    events = prof.key_averages()
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    total = sum(getattr(e, key) for e in events)
+    ranked = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:top]
+    return [(e.key, getattr(e, key) / total) for e in ranked]
 
 
 def bench_decoding(run: pipeline.Run, sources: list[list[int]], beam: int, batch_size: int) -> dict:
@@ -112,6 +133,9 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for `mt train`")
     parser.add_argument("--steps", type=int, default=30, help="timed training updates")
     parser.add_argument("--warmup", type=int, default=5, help="untimed updates first")
+    parser.add_argument(
+        "--profile", type=int, default=0, help="also profile this many updates (torch.profiler)"
+    )
     parser.add_argument("--sentences", type=int, default=500, help="test sentences decoded")
     parser.add_argument(
         "--run",
@@ -144,8 +168,8 @@ def main() -> None:
         cfg.seed,
         validate_bleu=None,
     )
-    peak, peak_source = peak_flops(device)
-    train = bench_training(cfg, trainer, args.steps, args.warmup)
+    peak, peak_source = peak_flops(device, trainer.amp_dtype or torch.float32)
+    train = bench_training(cfg, trainer, args.steps, args.warmup, args.profile)
     train_memory = peak_memory_mb(device)
     decoding = {}
     if args.run:
@@ -189,6 +213,15 @@ def main() -> None:
             f"| decoding {name}, batch {bs}: sentences/s (tokens/s) | {r['sentences_per_s']:,.1f} "
             f"({r['tokens_per_s']:,.0f}) |"
         )
+    if train["profile"]:
+        lines += [
+            "",
+            f"Where training time goes (torch.profiler, {args.profile} updates, self time):",
+            "",
+            "| operator | share |",
+            "|---|---|",
+            *(f"| `{name}` | {share:.1%} |" for name, share in train["profile"]),
+        ]
     table = "\n".join(lines) + "\n"
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)

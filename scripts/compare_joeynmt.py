@@ -252,22 +252,37 @@ def watch(command: list[str], budget_s: float, log_path: Path, env: dict | None 
 
 @dataclass
 class Curve:
-    """What a training log says: tokens/s per logging window, (update, seconds, dev BLEU) per
-    validation, validation seconds (JoeyNMT logs them), parameters."""
+    """What a training log says: tokens/s per logging window; per validation (update, seconds from
+    launch, dev BLEU) and its duration (from the update's log line to the validation's result);
+    parameters."""
 
     rates: list[float] = field(default_factory=list)
     validations: list[tuple[int, float, float]] = field(default_factory=list)
     validation_seconds: list[float] = field(default_factory=list)
     params: int = 0
     last_step: int = 0
+    last_log_t: float = 0.0
+
+    def step_logged(self, t: float, step: int, rate: float) -> None:
+        self.last_step, self.last_log_t = step, t
+        self.rates.append(rate)
+
+    def validated(self, t: float, bleu: float) -> None:
+        self.validations.append((self.last_step, t, bleu))
+        self.validation_seconds.append(t - self.last_log_t)
 
     def tokens_per_s(self) -> float:
         """Mean of the logging windows after the first (warm-up)."""
         steady = self.rates[1:] or self.rates
         return sum(steady) / len(steady) if steady else float("nan")
 
-    def minutes_to(self, mark: float) -> float | None:
-        return next((t / 60 for _, t, bleu in self.validations if bleu >= mark), None)
+    def minutes_to(self, mark: float, training_only: bool = False) -> float | None:
+        """Minutes from launch to the first validation at or above `mark` (BLEU), or those minutes
+        less the validations' time."""
+        for i, (_, t, bleu) in enumerate(self.validations):
+            if bleu >= mark:
+                return (t - (sum(self.validation_seconds[: i + 1]) if training_only else 0)) / 60
+        return None
 
     def bleu_at(self, step: int) -> float | None:
         return next((bleu for s, _, bleu in self.validations if s == step), None)
@@ -277,10 +292,9 @@ def read_mt_log(lines: list[tuple[float, str]]) -> Curve:
     c = Curve()
     for t, line in lines:
         if m := re.search(r"step (\d+): loss [\d.]+, (\d+) target tokens/s", line):
-            c.last_step = int(m[1])
-            c.rates.append(float(m[2]))
+            c.step_logged(t, int(m[1]), float(m[2]))
         elif m := re.search(r"step (\d+): dev loss [\d.]+, BLEU ([\d.]+)", line):
-            c.validations.append((int(m[1]), t, float(m[2])))
+            c.validated(t, float(m[2]))
         elif m := re.search(r"training ([\d,]+) parameters", line):
             c.params = int(m[1].replace(",", ""))
     return c
@@ -290,15 +304,21 @@ def read_joeynmt_log(lines: list[tuple[float, str]]) -> Curve:
     c = Curve()
     for t, line in lines:
         if m := re.search(r"Step:\s+(\d+),.*Tokens per Sec:\s+(\d+)", line):
-            c.last_step = int(m[1])
-            c.rates.append(float(m[2]))
-        elif m := re.search(r"Generation took ([\d.]+)\[sec\]", line):
-            c.validation_seconds.append(float(m[1]))
+            c.step_logged(t, int(m[1]), float(m[2]))
         elif m := re.search(r"Evaluation result \(greedy\): bleu:\s+([\d.]+)", line):
-            c.validations.append((c.last_step, t, float(m[1])))
+            c.validated(t, float(m[1]))
         elif m := re.search(r"Total params: (\d+)", line):
             c.params = int(m[1])
     return c
+
+
+def read_saved_log(path: Path) -> list[tuple[float, str]]:
+    """The lines of a log written by `watch`: '[   12.3s] text'."""
+    lines = []
+    for raw in path.read_text().splitlines():
+        if m := re.match(r"\[\s*([\d.]+)s\] (.*)", raw):
+            lines.append((float(m[1]), m[2]))
+    return lines
 
 
 # --- decoding ---------------------------------------------------------------------------------
@@ -410,7 +430,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("runs/compare-joeynmt"))
     parser.add_argument("--joeynmt-venv", type=Path, default=Path(".venv-joeynmt"))
     parser.add_argument("--output", type=Path, default=Path("docs/BENCHMARKS.md"))
+    parser.add_argument(
+        "--from-logs",
+        action="store_true",
+        help="train nothing: re-read the training logs in --workdir and print the time-to-BLEU rows",
+    )
     args = parser.parse_args()
+    if args.from_logs:
+        print(from_logs(args))
+        return
 
     if not os.environ.get("MT_DATA_DIR"):
         print("note: MT_DATA_DIR is unset: Multi30k is downloaded from its public source")
@@ -489,6 +517,56 @@ def main() -> None:
         f.write("\n" + report)
 
 
+def from_logs(args) -> str:
+    lines = []
+    for arch, budget in zip(("transformer", "rnn"), args.minutes, strict=True):
+        paths = [args.workdir / f"{name}-{arch}.log" for name in ("mt", "joeynmt")]
+        if not all(p.exists() for p in paths):
+            continue
+        mt, joey = read_mt_log(read_saved_log(paths[0])), read_joeynmt_log(read_saved_log(paths[1]))
+        lines += [
+            f"**{arch}** ({budget:g} min each; from {paths[0]} and {paths[1]})",
+            "",
+            "| measure | mt | JoeyNMT | mt / JoeyNMT |",
+            "|---|---|---|---|",
+            *mark_rows(mt, joey, args.marks, budget),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def mark_rows(mt: Curve, joey: Curve, marks: list[float], budget: float) -> list[str]:
+    """Table rows: minutes to each dev-BLEU mark that either toolkit reached, from launch and with
+    the validations' time taken out; mean seconds per validation."""
+    rows = []
+    for training_only in (False, True):
+        for mark in marks:
+            a, b = mt.minutes_to(mark, training_only), joey.minutes_to(mark, training_only)
+            if a is None and b is None:
+                continue
+            if a and b:
+                speedup = f"{b / a:.2f}× (JoeyNMT / mt)"
+            elif a:
+                speedup = f"> {budget / a:.2f}× (JoeyNMT / mt)" if not training_only else "—"
+            else:
+                speedup = "—"
+            what = (
+                "training minutes (validations excluded)"
+                if training_only
+                else "minutes from launch"
+            )
+            rows.append(
+                f"| {what} to dev BLEU {mark:g} | {fmt(a, '.1f', 'not reached')} | "
+                f"{fmt(b, '.1f', 'not reached')} | {speedup} |"
+            )
+    mean = [sum(c.validation_seconds) / len(c.validation_seconds) for c in (mt, joey)]
+    rows.append(
+        f"| seconds per validation (greedy, all of dev), mean | {mean[0]:.0f} | {mean[1]:.0f} | "
+        f"{ratio(mean[1], mean[0])} faster |"
+    )
+    return rows
+
+
 def render(rows: list[dict], args, peak: float, peak_source: str) -> str:
     now = datetime.datetime.now().isoformat(timespec="minutes")
     command = "python scripts/compare_joeynmt.py " + shlex.join(sys.argv[1:])
@@ -538,20 +616,7 @@ def render(rows: list[dict], args, peak: float, peak_source: str) -> str:
             f"| best dev BLEU in the budget | {max(b for *_, b in mt.validations):.2f} | "
             f"{max(b for *_, b in joey.validations):.2f} | |",
         ]
-        for mark in args.marks:
-            a, b = mt.minutes_to(mark), joey.minutes_to(mark)
-            if a is None and b is None:
-                continue
-            speedup = ratio(b, a) if a and b else f"> {r['budget'] / a:.2f}×" if a else "—"
-            lines.append(
-                f"| minutes from launch to dev BLEU {mark:g} | {fmt(a, '.1f', 'not reached')} | "
-                f"{fmt(b, '.1f', 'not reached')} | {speedup} (JoeyNMT / mt) |"
-            )
-        if joey.validation_seconds:
-            mean = sum(joey.validation_seconds) / len(joey.validation_seconds)
-            lines.append(
-                f"| JoeyNMT seconds per validation (greedy decoding of dev) | | {mean:.0f} | |"
-            )
+        lines += mark_rows(mt, joey, args.marks, r["budget"])
         curve = "; ".join(
             f"{name}: " + ", ".join(f"{s}→{b:.1f} @ {t / 60:.1f} min" for s, t, b in c.validations)
             for name, c in r["curves"].items()
