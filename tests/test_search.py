@@ -60,3 +60,17 @@ def test_batched_beam_search_equals_one_by_one(run, sources):
 def test_max_length_is_respected(run, sources):
     for hyps in beam_search(run.model, sources, beam_size=3, max_len_a=0.0, max_len_b=3):
         assert len(hyps[0].tokens) <= 3
+
+
+def test_rnn_beam_search_agrees_with_greedy_and_with_one_by_one(toy_rnn_run, sources):
+    """The RNN's attention keys live in the memory, re-ordered only when sentences finish."""
+    model = pipeline.load_run(toy_rnn_run, device="cpu").model
+    greedy = greedy_search(model, sources)
+    beam1 = beam_search(model, sources, beam_size=1)
+    assert [g[0].tokens for g in greedy] == [b[0].tokens for b in beam1]
+    together = beam_search(model, sources, beam_size=4, nbest=2)
+    for i in range(sources.shape[0]):
+        row = sources[i : i + 1]
+        alone = beam_search(model, row[:, : int((row != 0).sum())], beam_size=4, nbest=2)[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
+        assert [h.score for h in alone] == pytest.approx([h.score for h in together[i]], abs=1e-4)

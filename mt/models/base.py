@@ -55,12 +55,16 @@ class Memory:
     """What the encoder hands the decoder.
 
     states: (B, S, D) encoder states; mask: (B, S) True at real source positions;
-    final: an architecture's summary of the source (the RNN's last hidden state), or None.
+    final: an architecture's summary of the source (the RNN's last hidden state), or None;
+    keys: per-sentence work on the states that every decoder step re-uses (the RNN attention's
+    projected keys), or None. Beam search re-orders the memory only when the batch's sentences
+    change, so what lives here is not copied at every step.
     """
 
     states: Tensor
     mask: Tensor
     final: Tensor | tuple[Tensor, ...] | None = None
+    keys: Tensor | tuple[Tensor, ...] | None = None
 
     def reorder(self, index: Tensor) -> Memory:
         """Rows `index` (N,) of the batch: to expand for beams or to drop finished sentences."""

@@ -56,12 +56,11 @@ class RNNEncoder(nn.Module):
 @dataclass
 class RNNState:
     """hidden: (B, layers, H) (and cell, for an LSTM); feed: (B, H) the last attentional vector
-    (Luong input feeding); keys: the attention's per-sentence work on the encoder states."""
+    (Luong input feeding)."""
 
     hidden: Tensor
     cell: Tensor | None
     feed: Tensor
-    keys: Tensor
 
     def reorder(self, index: Tensor) -> RNNState:
         return reorder_tensors(self, index)
@@ -132,7 +131,7 @@ class RNNSeq2Seq(Seq2Seq):
 
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> Memory:
         states, final = self.encoder(src_ids, src_mask)
-        return Memory(states, src_mask, final)
+        return Memory(states, src_mask, final, keys=self.attention.prepare(states))
 
     def initial_state(self, memory: Memory) -> RNNState:
         batch = memory.states.shape[0]
@@ -143,7 +142,7 @@ class RNNSeq2Seq(Seq2Seq):
         )
         cell = torch.zeros_like(hidden) if self.cell_type == "lstm" else None
         feed = memory.states.new_zeros(batch, hidden.shape[-1])
-        return RNNState(hidden, cell, feed, self.attention.prepare(memory.states))
+        return RNNState(hidden, cell, feed)
 
     def _rnn_step(self, x: Tensor, state: RNNState) -> tuple[Tensor, Tensor, Tensor | None]:
         """x (B, input) one time step -> top output (B, H), hidden (B, L, H), cell."""
@@ -154,10 +153,10 @@ class RNNSeq2Seq(Seq2Seq):
         out, h = self.rnn(x[:, None], hidden)
         return out[:, 0], h.transpose(0, 1), None
 
-    def _attend(self, query: Tensor, memory: Memory, keys: Tensor) -> tuple[Tensor, Tensor]:
+    def _attend(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
         """query (B, H) -> context (B, 2H_enc), weights (B, S)."""
         context, weights = self.attention(
-            query[:, None], memory.states, memory.states, memory.mask, keys
+            query[:, None], memory.states, memory.states, memory.mask, memory.keys
         )
         return context[:, 0], weights[:, 0]
 
@@ -166,13 +165,13 @@ class RNNSeq2Seq(Seq2Seq):
     ) -> tuple[Tensor, RNNState, Tensor]:
         """embedded (B, E) previous word -> attentional vector (B, H), new state, weights (B, S)."""
         if self.style == "bahdanau":
-            context, weights = self._attend(state.hidden[:, -1], memory, state.keys)
+            context, weights = self._attend(state.hidden[:, -1], memory)
             top, hidden, cell = self._rnn_step(torch.cat([embedded, context], -1), state)
         else:
             top, hidden, cell = self._rnn_step(torch.cat([embedded, state.feed], -1), state)
-            context, weights = self._attend(top, memory, state.keys)
+            context, weights = self._attend(top, memory)
         attentional = torch.tanh(self.combine(torch.cat([top, context], -1)))
-        return attentional, RNNState(hidden, cell, attentional, state.keys), weights
+        return attentional, RNNState(hidden, cell, attentional), weights
 
     def decode(
         self, memory: Memory, tgt_in_ids: Tensor, need_attn: bool = False
