@@ -125,6 +125,7 @@ def bench_decoding(run: pipeline.Run, sources: list[list[int]], beam: int, batch
     return {
         "sentences_per_s": len(sources) / seconds,
         "tokens_per_s": sum(len(h[0].tokens) for h in hyps) / seconds,
+        "hyps": hyps,
     }
 
 

@@ -43,12 +43,11 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import peak_flops  # noqa: E402
+from bench import bench_decoding, peak_flops  # noqa: E402
 
 from mt import evaluate, pipeline, tokenizer  # noqa: E402
 from mt.batching import collate, epoch_batches  # noqa: E402
 from mt.cli import CONF_DIR  # noqa: E402
-from mt.search import translate_ids  # noqa: E402
 
 MT_MODEL = {"transformer": "transformer", "rnn": "rnn_bahdanau"}
 DATA = "multi30k_en_de"
@@ -288,27 +287,31 @@ class Curve:
         return next((bleu for s, _, bleu in self.validations if s == step), None)
 
 
-def read_mt_log(lines: list[tuple[float, str]]) -> Curve:
-    c = Curve()
-    for t, line in lines:
-        if m := re.search(r"step (\d+): loss [\d.]+, (\d+) target tokens/s", line):
-            c.step_logged(t, int(m[1]), float(m[2]))
-        elif m := re.search(r"step (\d+): dev loss [\d.]+, BLEU ([\d.]+)", line):
-            c.validated(t, float(m[2]))
-        elif m := re.search(r"training ([\d,]+) parameters", line):
-            c.params = int(m[1].replace(",", ""))
-    return c
+# per toolkit: an update's log line (update, tokens/s), a validation's BLEU, the parameter count
+LOG_PATTERNS = {
+    "mt": (
+        r"step (\d+): loss [\d.]+, (\d+) target tokens/s",
+        r"step \d+: dev loss [\d.]+, BLEU ([\d.]+)",
+        r"training ([\d,]+) parameters",
+    ),
+    "JoeyNMT": (
+        r"Step:\s+(\d+),.*Tokens per Sec:\s+(\d+)",
+        r"Evaluation result \(greedy\): bleu:\s+([\d.]+)",
+        r"Total params: ([\d,]+)",
+    ),
+}
 
 
-def read_joeynmt_log(lines: list[tuple[float, str]]) -> Curve:
+def read_log(lines: list[tuple[float, str]], toolkit: str) -> Curve:
+    step_re, bleu_re, params_re = LOG_PATTERNS[toolkit]
     c = Curve()
     for t, line in lines:
-        if m := re.search(r"Step:\s+(\d+),.*Tokens per Sec:\s+(\d+)", line):
+        if m := re.search(step_re, line):
             c.step_logged(t, int(m[1]), float(m[2]))
-        elif m := re.search(r"Evaluation result \(greedy\): bleu:\s+([\d.]+)", line):
+        elif m := re.search(bleu_re, line):
             c.validated(t, float(m[1]))
-        elif m := re.search(r"Total params: (\d+)", line):
-            c.params = int(m[1])
+        elif m := re.search(params_re, line):
+            c.params = int(m[1].replace(",", ""))
     return c
 
 
@@ -323,21 +326,12 @@ def read_saved_log(path: Path) -> list[tuple[float, str]]:
 
 # --- decoding ---------------------------------------------------------------------------------
 def mt_decoding(run_dir: Path, sources: list[str], references: list[str], beam: int, batch: int):
+    """Sentences/s (bench.py's timing: one warm-up batch, then all) and BLEU of mt's best checkpoint."""
     run = pipeline.load_run(run_dir, "best", "cpu")
-    d = run.cfg.decode
-    ids = run.tokenizer.encode_src(sources)
-    options = dict(
-        beam_size=beam,
-        length_penalty=d.length_penalty,
-        nbest=1,
-        max_len_a=d.max_len_a,
-        max_len_b=d.max_len_b,
-    )
-    start = time.perf_counter()
-    hyps = [h[0].tokens for h in translate_ids(run.model, ids, run.device, batch, **options)]
-    seconds = time.perf_counter() - start
-    bleu = evaluate.score([run.tokenizer.decode_tgt(h) for h in hyps], references, "de")["bleu"]
-    return len(sources) / seconds, bleu
+    timed = bench_decoding(run, run.tokenizer.encode_src(sources), beam, batch)
+    hyps = [run.tokenizer.decode_tgt(h[0].tokens) for h in timed["hyps"]]
+    bleu = evaluate.score(hyps, references, run.cfg.data.tgt_lang)["bleu"]
+    return timed["sentences_per_s"], bleu
 
 
 def joeynmt_decoding(python: Path, config: dict, work: Path, beam: int, arch: str):
@@ -487,7 +481,7 @@ def main() -> None:
             budget,
             work / f"joeynmt-{arch}.log",
         )
-        mt_curve, joey_curve = read_mt_log(mt_out.lines), read_joeynmt_log(joey_out.lines)
+        mt_curve, joey_curve = read_log(mt_out.lines, "mt"), read_log(joey_out.lines, "JoeyNMT")
         for name, curve in (("mt", mt_curve), ("JoeyNMT", joey_curve)):
             if not curve.rates or not curve.validations:
                 raise RuntimeError(
@@ -523,7 +517,9 @@ def from_logs(args) -> str:
         paths = [args.workdir / f"{name}-{arch}.log" for name in ("mt", "joeynmt")]
         if not all(p.exists() for p in paths):
             continue
-        mt, joey = read_mt_log(read_saved_log(paths[0])), read_joeynmt_log(read_saved_log(paths[1]))
+        mt, joey = (
+            read_log(read_saved_log(p), k) for p, k in zip(paths, LOG_PATTERNS, strict=True)
+        )
         lines += [
             f"**{arch}** ({budget:g} min each; from {paths[0]} and {paths[1]})",
             "",
@@ -562,7 +558,7 @@ def mark_rows(mt: Curve, joey: Curve, marks: list[float], budget: float) -> list
     mean = [sum(c.validation_seconds) / len(c.validation_seconds) for c in (mt, joey)]
     rows.append(
         f"| seconds per validation (greedy, all of dev), mean | {mean[0]:.0f} | {mean[1]:.0f} | "
-        f"{ratio(mean[1], mean[0])} faster |"
+        f"{ratio(mean[1], mean[0])} (JoeyNMT / mt) |"
     )
     return rows
 
