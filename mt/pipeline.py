@@ -150,6 +150,17 @@ def encode_stage(
     return {split: EncodedCorpus.load(folder / f"{split}.pt") for split in corpus}
 
 
+def build_stages(
+    cfg: DictConfig,
+) -> tuple[datasets.DatasetDict, Path, tokenizer.Tokenizer, dict[str, EncodedCorpus]]:
+    """prepare -> tokenize -> encode, each from the cache when it is there: the corpus, the
+    tokenizer's folder, the tokenizer and the encoded splits."""
+    prepare_key, corpus = prepare_stage(cfg)
+    tokenizer_key, tokenizer_folder = tokenize_stage(cfg, prepare_key, corpus)
+    tok = tokenizer.Tokenizer.load(tokenizer_folder)
+    return corpus, tokenizer_folder, tok, encode_stage(cfg, tokenizer_key, tok, corpus)
+
+
 # --- runs ------------------------------------------------------------------------------------
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -404,10 +415,7 @@ def train_pipeline(cfg: DictConfig) -> Path:
     set_threads(cfg)
     if not distributed.is_main():
         distributed.barrier()  # wait for rank 0 to fill the cache and make the run directory
-    prepare_key, corpus = prepare_stage(cfg)
-    tokenizer_key, tokenizer_folder = tokenize_stage(cfg, prepare_key, corpus)
-    tok = tokenizer.Tokenizer.load(tokenizer_folder)
-    encoded = encode_stage(cfg, tokenizer_key, tok, corpus)
+    corpus, tokenizer_folder, tok, encoded = build_stages(cfg)
     if distributed.is_main():
         init_run(cfg, tokenizer_folder)
         distributed.barrier()

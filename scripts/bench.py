@@ -21,11 +21,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.utils.flop_counter import FlopCounterMode
 
-from mt import pipeline, tokenizer
+from mt import pipeline
 from mt.batching import collate, epoch_batches
 from mt.cli import CONF_DIR
 from mt.search import translate_ids
-from mt.train import Trainer
+from mt.train import Trainer, label_smoothed_loss
 
 # dense bf16 tensor-core peaks (FLOP/s) for MFU on GPUs
 GPU_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -62,16 +62,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def flops_per_target_token(model: torch.nn.Module, batch, smoothing: float) -> float:
+    """FLOPs of one training forward and backward on `batch`, per real target token (counted)."""
+    with FlopCounterMode(display=False) as counter:
+        logits, _ = model(batch.src, batch.tgt_in)
+        label_smoothed_loss(logits, batch.tgt_out, smoothing).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch.tgt_tokens
+
+
 def bench_training(cfg, trainer: Trainer, steps: int, warmup: int, profile: int = 0) -> dict:
     order = epoch_batches(trainer.train_data, cfg.train.batch_tokens, cfg.seed, 0)
     batches = [
         collate(trainer.train_data, order[i]).to(trainer.device)
         for i in range(warmup + max(steps, profile))
     ]
-    with FlopCounterMode(display=False) as counter:
-        trainer._update([batches[0]])
-    flops_per_token = counter.get_total_flops() / batches[0].tgt_tokens
-    for batch in batches[1:warmup]:
+    flops_per_token = flops_per_target_token(trainer.model, batches[0], cfg.train.label_smoothing)
+    for batch in batches[:warmup]:
         trainer._update([batch])
     sync(trainer.device)
     start = time.perf_counter()
@@ -151,10 +158,7 @@ def main() -> None:
         cfg = compose("config", overrides=args.overrides)
     pipeline.setup_logging()
     pipeline.set_threads(cfg)
-    prepare_key, corpus = pipeline.prepare_stage(cfg)
-    tokenizer_key, folder = pipeline.tokenize_stage(cfg, prepare_key, corpus)
-    tok = tokenizer.Tokenizer.load(folder)
-    encoded = pipeline.encode_stage(cfg, tokenizer_key, tok, corpus)
+    _, _, tok, encoded = pipeline.build_stages(cfg)
     device = pipeline.resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = pipeline.build_for(cfg, tok)

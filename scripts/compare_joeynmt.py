@@ -37,13 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import bench_decoding, peak_flops  # noqa: E402
+from bench import bench_decoding, flops_per_target_token, peak_flops  # noqa: E402
 
 from mt import evaluate, pipeline, tokenizer  # noqa: E402
 from mt.batching import collate, epoch_batches  # noqa: E402
@@ -77,12 +75,11 @@ def joeynmt_python(venv: Path) -> Path:
     return python
 
 
-def export_data(cfg, work: Path, limit: int | None) -> tuple[Path, Path]:
+def export_data(cfg, stages, work: Path, limit: int | None) -> Path:
     """mt's prepared splits as plain text (train/dev/test.<lang>; dev and test cut to `limit`
     sentences when given) and its joint sentencepiece model with a JoeyNMT vocabulary file (the
-    pieces in id order, specials left to JoeyNMT)."""
-    prepare_key, corpus = pipeline.prepare_stage(cfg)
-    _, tok_folder = pipeline.tokenize_stage(cfg, prepare_key, corpus)
+    pieces in id order, specials left to JoeyNMT). `stages`: pipeline.build_stages(cfg)."""
+    corpus, tok_folder, tok, _ = stages
     out = work / "data"
     out.mkdir(parents=True, exist_ok=True)
     splits = {"train": "train", "dev": cfg.data.dev_split, "test": cfg.data.test_splits[0]}
@@ -93,13 +90,21 @@ def export_data(cfg, work: Path, limit: int | None) -> tuple[Path, Path]:
                 sentences = sentences[:limit]
             text = "".join(s + "\n" for s in sentences)
             (out / f"{name}.{lang}").write_text(text, encoding="utf-8")
-    spm_model = out / "spm.model"
-    shutil.copy(tok_folder / "spm.model", spm_model)
-    tok = tokenizer.Tokenizer.load(tok_folder)
+    shutil.copy(tok_folder / "spm.model", out / "spm.model")
     first = tokenizer.EOS + 1
     pieces = tok.tgt_pieces(range(first, tok.tgt_vocab_size))
     (out / "vocab.txt").write_text("".join(p + "\n" for p in pieces), encoding="utf-8")
-    return out, spm_model
+    return out
+
+
+def training_flops(cfg, stages) -> float:
+    """Training FLOPs per real target token of mt's model, counted on its first training batch."""
+    _, _, tok, encoded = stages
+    train = encoded["train"]
+    torch.manual_seed(cfg.seed)
+    model = pipeline.build_for(cfg, tok).train()
+    batch = collate(train, epoch_batches(train, cfg.train.batch_tokens, cfg.seed, 0)[0])
+    return flops_per_target_token(model, batch, cfg.train.label_smoothing)
 
 
 def joeynmt_config(arch: str, data: Path, model_dir: Path, cfg, args) -> dict:
@@ -354,22 +359,6 @@ def joeynmt_decoding(python: Path, config: dict, work: Path, beam: int, arch: st
 
 
 # --- FLOPs and peak ---------------------------------------------------------------------------
-def flops_per_target_token(cfg) -> float:
-    """Training FLOPs (forward + backward) per real target token of mt's model, counted on a batch."""
-    prepare_key, corpus = pipeline.prepare_stage(cfg)
-    tokenizer_key, folder = pipeline.tokenize_stage(cfg, prepare_key, corpus)
-    tok = tokenizer.Tokenizer.load(folder)
-    train = pipeline.encode_stage(cfg, tokenizer_key, tok, corpus)["train"]
-    torch.manual_seed(cfg.seed)
-    model = pipeline.build_for(cfg, tok).train()
-    batch = collate(train, epoch_batches(train, cfg.train.batch_tokens, cfg.seed, 0)[0])
-    with FlopCounterMode(display=False) as counter:
-        logits, _ = model(batch.src, batch.tgt_in)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=0)
-        loss.backward()
-    return counter.get_total_flops() / batch.tgt_tokens
-
-
 def cpu_peak() -> tuple[float, str]:
     """The faster of fp32 2048³ and 4096x1024 @ 1024x256 matmuls (FLOP/s)."""
     square, _ = peak_flops(torch.device("cpu"))
@@ -456,7 +445,8 @@ def main() -> None:
         ]
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
-        data_dir, _ = export_data(cfg, work, args.limit)
+        stages = pipeline.build_stages(cfg)
+        data_dir = export_data(cfg, stages, work, args.limit)
         budget = 60 * args.minutes[0 if arch == "transformer" else 1]
         run_dir = work / f"mt-{arch}"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resumed one
@@ -487,8 +477,7 @@ def main() -> None:
                 raise RuntimeError(
                     f"{name} {arch}: no throughput or validation in its log ({work})"
                 )
-        _, corpus = pipeline.prepare_stage(cfg)
-        test = corpus[cfg.data.test_splits[0]][: args.limit or None]
+        test = stages[0][cfg.data.test_splits[0]][: args.limit or None]
         decoding = {}
         for beam in (1, 5):
             decoding["mt", beam] = mt_decoding(
@@ -498,7 +487,7 @@ def main() -> None:
         rows.append(
             dict(
                 arch=arch,
-                flops=flops_per_target_token(cfg),
+                flops=training_flops(cfg, stages),
                 curves={"mt": mt_curve, "JoeyNMT": joey_curve},
                 rss={"mt": mt_out.peak_rss_mib, "JoeyNMT": joey_out.peak_rss_mib},
                 decoding=decoding,
