@@ -1,19 +1,25 @@
-"""Files that are never half-written: atomic writes, safe (weights-only) checkpoint loading, averaging."""
+"""Checkpoints and files that are never half-written: atomic writes, safe (weights-only) loading,
+the newest complete checkpoint of a run, rotation and averaging."""
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import tempfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+from torch import nn
+
+from mt.errors import MTError
+
+log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MTError):
     """A checkpoint that cannot be trusted or used; the message names the file."""
 
 
@@ -73,7 +79,7 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
         raise CheckpointError(
             f"{path}: refused to load (not a plain weights file: {first})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+    except Exception as e:  # torch raises many kinds on a damaged file (IndexError, KeyError, ...)
         raise CheckpointError(
             f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {e})"
         ) from None
@@ -88,3 +94,73 @@ def average(paths: list[Path]) -> dict[str, torch.Tensor]:
         else t
         for name, t in states[0].items()
     }
+
+
+def load_model_state(model: nn.Module, weights: dict, path: Path) -> None:
+    """Load weights into `model`; a checkpoint of another shape names the mismatching tensors."""
+    own = model.state_dict()
+    problems = [
+        f"{name}: checkpoint {tuple(t.shape)} vs model {tuple(own[name].shape)}"
+        for name, t in weights.items()
+        if name in own and own[name].shape != t.shape
+    ]
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    if problems or missing or unexpected:
+        details = (
+            problems
+            + [f"missing {n}" for n in missing[:5]]
+            + [f"unexpected {n}" for n in unexpected[:5]]
+        )
+        raise CheckpointError(f"{path} does not match the model config: " + "; ".join(details[:8]))
+    model.load_state_dict(weights)
+
+
+def step_checkpoints(folder: Path) -> list[Path]:
+    """The step-N.pt files of a run's checkpoint folder, oldest first."""
+    return sorted(Path(folder).glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def newest(folder: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict] | None:
+    """The readable checkpoint with the most updates among last.pt and step-N.pt, or None.
+
+    last.pt is saved on a time interval and after step-N.pt at a validation, so either may be the
+    newer one when a process is killed; an unreadable file is skipped with a warning.
+    """
+    best: tuple[int, Path, dict] | None = None
+    candidates = [Path(folder) / "last.pt", *reversed(step_checkpoints(folder))]
+    for path in candidates:
+        if not path.exists():
+            continue
+        if best is not None and path.name != "last.pt" and int(path.stem.split("-")[1]) <= best[0]:
+            break  # step-N.pt files come newest first: none of the rest is newer
+        try:
+            state = load(path, map_location)
+        except CheckpointError as e:
+            log.warning("%s; trying an older checkpoint", e)
+            continue
+        step = state["progress"]["step"]
+        if best is None or step > best[0]:
+            best = (step, path, state)
+        if path.name != "last.pt":
+            break
+    return (best[1], best[2]) if best else None
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Delete all but the `keep` newest step-N.pt files."""
+    steps = step_checkpoints(folder)
+    for path in steps[: max(0, len(steps) - keep)]:
+        path.unlink()
+
+
+def average_kept(folder: Path) -> list[Path]:
+    """averaged.pt: the mean weights of the kept step-N.pt checkpoints; returns those averaged."""
+    steps = step_checkpoints(folder)
+    if len(steps) >= 2:
+        save(
+            Path(folder) / "averaged.pt",
+            {"model": average(steps), "averaged": [p.name for p in steps]},
+        )
+        return steps
+    return []

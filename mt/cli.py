@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
-CONF_DIR = Path(os.environ.get("MT_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
+from mt.errors import MTError
 
 USAGE = """usage: mt <command> [options]
 
@@ -25,19 +25,8 @@ commands:
 """
 
 
-class UserError(Exception):
-    """An error the user can fix: reported as one line, without a traceback."""
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    from mt.checkpoint import CheckpointError
-    from mt.data import DataError
-    from mt.models import ModelConfigError
-    from mt.pipeline import RunError
-    from mt.train import TrainingError
-
-    errors = (UserError, DataError, RunError, CheckpointError, TrainingError, ModelConfigError)
-    return (*errors, FileNotFoundError)
+class UserError(MTError):
+    """An error in the command's arguments or input."""
 
 
 class Terminated(Exception):
@@ -53,25 +42,62 @@ def fail(error: Exception) -> None:
     sys.exit(1)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {value}")
+    return value
+
+
 def train_command(argv: list[str]) -> None:
     import hydra
     from omegaconf import DictConfig
 
+    from mt.config import CONF_DIR
+
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def run(cfg: DictConfig) -> float | None:
         from mt import distributed, pipeline
+        from mt.evaluate import evaluate_run
+        from mt.run import RunLock
         from mt.train import TrainingInterrupted
 
         try:
-            run_dir = pipeline.train_pipeline(cfg)
-            if not distributed.is_main():
-                return None
-            scores = pipeline.evaluate_run(run_dir, device=cfg.device)
+            pipeline.check_config(cfg)
+            # the lock covers the evaluation too: a second `mt train` of this run waits for nothing
+            with RunLock(cfg.run_dir) if distributed.is_main() else contextlib.nullcontext():
+                run_dir = pipeline.train_pipeline(cfg)
+                if not distributed.is_main():
+                    return None
+                scores = evaluate_run(run_dir, device=cfg.device)
         except TrainingInterrupted as e:
             if distributed.is_main():
                 print(f"mt: {e}", file=sys.stderr)
             sys.exit(128 + signal.Signals[e.signal_name].value)
-        except user_errors() as e:
+        except (MTError, FileNotFoundError) as e:
             fail(e)
         finally:
             distributed.shutdown()
@@ -89,21 +115,22 @@ def eval_command(argv: list[str]) -> None:
     parser.add_argument(
         "--split", action="append", help="split to decode (default: data.test_splits); repeatable"
     )
-    parser.add_argument("--beam", type=int, help="beam size (default: the run's decode.beam_size)")
+    parser.add_argument(
+        "--beam", type=positive_int, help="beam size (default: the run's decode.beam_size)"
+    )
     parser.add_argument(
         "--checkpoint",
         help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
     )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    from mt import pipeline
+    from mt.evaluate import evaluate_run
+    from mt.process import setup_logging
 
-    pipeline.setup_logging()
+    setup_logging()
     try:
-        results = pipeline.evaluate_run(
-            args.run, args.split, args.beam, args.checkpoint, args.device
-        )
-    except user_errors() as e:
+        results = evaluate_run(args.run, args.split, args.beam, args.checkpoint, args.device)
+    except (MTError, FileNotFoundError) as e:
         fail(e)
     for split, s in results.items():
         print(
@@ -113,31 +140,57 @@ def eval_command(argv: list[str]) -> None:
         print(f"  {s['signatures']['bleu']}")
 
 
-def read_chunks(stream, size: int) -> Iterator[list[str]]:
-    """Lines of `stream` (without line breaks) in lists of up to `size`."""
-    chunk = []
-    for line in stream:
-        chunk.append(line.rstrip("\r\n"))
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def arrived_lines(fd: int, max_lines: int) -> Iterator[list[bytes]]:
+    """The complete lines that have arrived on file descriptor `fd`, in lists of up to `max_lines`.
+
+    Whatever one read returns is decoded together: a person typing (or a program that writes a line
+    and waits for its answer) gets each line translated at once, a file or a pipe in full batches.
+    A last line without a line break is a line too.
+    """
+    pending = b""
+    while chunk := os.read(fd, 1 << 16):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for start in range(0, len(lines), max_lines):
+            yield lines[start : start + max_lines]
+    if pending:
+        yield [pending]
 
 
-def translate_command(argv: list[str]) -> None:
+def decode_line(raw: bytes, number: int) -> str:
+    """One input line as text: invalid UTF-8 is read as U+FFFD, with a warning naming the line."""
+    raw = raw.removesuffix(b"\r")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        print(
+            f"mt: warning: input {number}: invalid UTF-8 (byte {e.start}: {raw[e.start : e.start + 4]!r});"
+            " undecodable bytes read as U+FFFD",
+            file=sys.stderr,
+        )
+        return raw.decode("utf-8", errors="replace")
+
+
+def one_line(text: str) -> str:
+    """`text` on one output line, whatever line breaks it holds."""
+    return " ".join(text.splitlines()) if text else text
+
+
+def translate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mt translate",
-        description="Translate sentences given as arguments, or stdin line by line.",
+        description="Translate sentences given as arguments, or stdin line by line (each line is "
+        "answered as soon as it arrives).",
     )
     parser.add_argument("sentences", nargs="*", help="sentences to translate (none: read stdin)")
     parser.add_argument("--run", required=True, help="run directory (runs/<name>)")
     parser.add_argument(
-        "--beam", type=int, help="beam size (1: greedy; default: the run's decode.beam_size)"
+        "--beam",
+        type=positive_int,
+        help="beam size (1: greedy; default: the run's decode.beam_size)",
     )
     parser.add_argument(
         "--nbest",
-        type=int,
+        type=positive_int,
         default=1,
         help="print the K best translations as 'index ||| translation ||| score'",
     )
@@ -146,37 +199,67 @@ def translate_command(argv: list[str]) -> None:
         help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
     )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=64, help="sentences decoded together")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help="sentences decoded together (default: the run's decode.batch_size)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=["greedy", "beam", "sample"],
+        help="decoding strategy (default: the run's decode.strategy)",
+    )
+    parser.add_argument(
+        "--temperature", type=positive_float, help="sampling: < 1 sharper, > 1 flatter"
+    )
+    parser.add_argument(
+        "--top-k", type=positive_int, help="sampling: draw among the k most probable tokens"
+    )
+    parser.add_argument(
+        "--top-p", type=probability, help="sampling: draw within this much probability mass"
+    )
+    return parser
+
+
+def translate_options(run, args: argparse.Namespace):
+    """The run's decoding options with the command line's; a contradiction is a UserError."""
+    options = run.options(
+        strategy=args.strategy,
+        beam_size=args.beam,
+        nbest=args.nbest,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+    )
+    if options.strategy == "beam" and options.nbest > options.beam_size:
+        raise UserError(f"--nbest {options.nbest} needs --beam of at least {options.nbest}")
+    if options.strategy == "greedy" and options.nbest > 1:
+        raise UserError("--nbest needs --strategy beam or sample: greedy search finds one")
+    return options
+
+
+def translate_command(argv: list[str]) -> None:
+    args = translate_parser().parse_args(argv)
     if any(not s.strip() for s in args.sentences):
         fail(UserError("an empty sentence was given to translate"))
-    from mt import pipeline
+    from mt.run import load_run
 
     # SIGTERM as for Ctrl-C: stop after the lines already written
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        run = pipeline.load_run(args.run, args.checkpoint, args.device)
-        beam = args.beam or run.cfg.decode.beam_size
-        if args.nbest > beam:
-            raise UserError(f"--nbest {args.nbest} needs --beam of at least {args.nbest}")
-        chunks = [args.sentences] if args.sentences else read_chunks(sys.stdin, args.batch_size)
-        index = 0
-        for chunk in chunks:
-            for n, line in enumerate(chunk, start=index + 1):
-                if unknown := run.tokenizer.unknown_source_chars(line):
-                    print(
-                        f"mt: warning: input {n}: not in the vocabulary, read as <unk>: {' '.join(unknown)}",
-                        file=sys.stderr,
-                    )
-            for hyps in run.translate(
-                chunk, beam_size=beam, nbest=args.nbest, batch_size=args.batch_size
-            ):
-                for h in hyps:
-                    text = run.tokenizer.decode_tgt(h.tokens)
-                    print(f"{index} ||| {text} ||| {h.score:.4f}" if args.nbest > 1 else text)
-                index += 1
-            sys.stdout.flush()
-    except user_errors() as e:
+        run = load_run(args.run, args.checkpoint, args.device)
+        options = translate_options(run, args)
+        if args.sentences:
+            translate_lines(run, args.sentences, 0, options)
+            return
+        if sys.stdin.isatty():
+            print("mt: type a sentence and Enter; Ctrl-D ends", file=sys.stderr)
+        done = 0
+        for raw_lines in arrived_lines(sys.stdin.fileno(), options.batch_size):
+            lines = [decode_line(raw, done + i + 1) for i, raw in enumerate(raw_lines)]
+            done = translate_lines(run, lines, done, options)
+    except (MTError, FileNotFoundError) as e:
         fail(e)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -186,7 +269,26 @@ def translate_command(argv: list[str]) -> None:
         sys.stderr.close()
 
 
-def align_command(argv: list[str]) -> None:
+def translate_lines(run, lines: list[str], done: int, options) -> int:
+    """Translate `lines` (inputs done+1, done+2, ...) and print one line each (nbest: K lines each);
+    returns the number of inputs done."""
+    for n, line in enumerate(lines, start=done + 1):
+        if unknown := run.tokenizer.unknown_source_chars(line):
+            shown = " ".join(repr(c)[1:-1] if not c.isprintable() else c for c in unknown)
+            print(
+                f"mt: warning: input {n}: not in the vocabulary, read as <unk>: {shown}",
+                file=sys.stderr,
+            )
+    for hyps in run.translate(lines, options, first_number=done + 1):
+        for h in hyps:
+            text = one_line(run.tokenizer.decode_tgt(h.tokens))
+            print(f"{done} ||| {text} ||| {h.score:.4f}" if options.nbest > 1 else text)
+        done += 1
+    sys.stdout.flush()
+    return done
+
+
+def align_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mt align",
         description="Show which source words the model attends to for each target word: a heatmap and "
@@ -202,7 +304,7 @@ def align_command(argv: list[str]) -> None:
     )
     parser.add_argument(
         "--beam",
-        type=int,
+        type=positive_int,
         help="beam size of the model's translation (default: the run's decode.beam_size)",
     )
     parser.add_argument(
@@ -218,31 +320,26 @@ def align_command(argv: list[str]) -> None:
         help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
     )
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def align_command(argv: list[str]) -> None:
+    args = align_parser().parse_args(argv)
     if not args.sentence.strip():
         fail(UserError("an empty sentence was given to align"))
-    from mt import pipeline
+    if args.target is not None and not args.target.strip():
+        fail(UserError("an empty --target was given: give the translation to align"))
+    from mt.run import load_run
 
     try:
-        run = pipeline.load_run(args.run, args.checkpoint, args.device)
-        if args.layer is not None or args.head is not None:
-            if run.cfg.model.arch != "transformer":
-                raise UserError("--layer and --head apply to Transformer runs only")
-            layers = len(run.model.decoder_layers)
-            if args.layer is not None:
-                if not -layers <= args.layer < layers:
-                    raise UserError(f"--layer {args.layer}: the decoder has {layers} layers")
-                run.model.align_layer = args.layer % layers
-            if args.head is not None:
-                if not 0 <= args.head < run.cfg.model.heads:
-                    raise UserError(
-                        f"--head {args.head}: the model has {run.cfg.model.heads} heads"
-                    )
-                run.model.align_head = args.head
-        translation, score, alignment = run.align(
-            args.sentence, args.target, args.beam or run.cfg.decode.beam_size
-        )
-    except user_errors() as e:
+        run = load_run(args.run, args.checkpoint, args.device)
+        try:
+            run.model.choose_alignment(args.layer, args.head)
+        except ValueError as e:
+            raise UserError(f"--layer/--head: {e}") from None
+        options = run.options(beam_size=args.beam)
+        translation, score, alignment = run.align(args.sentence, args.target, options)
+    except (MTError, FileNotFoundError) as e:
         fail(e)
     print(translation)
     if args.output:

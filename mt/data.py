@@ -1,5 +1,5 @@
 """Parallel corpora -> `datasets.DatasetDict` of {"src", "tgt"}: local text files (plain or .gz),
-TSV, URLs and hub ids; cleaning, length/ratio filters, and seeded splits by unique source sentence."""
+TSV, URLs, hub ids and local dataset folders; cleaning, length/ratio filters, and seeded splits by unique source sentence."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ import datasets
 from omegaconf import DictConfig
 
 from mt import toy
+from mt.errors import MTError
 
 log = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
 
 
-class DataError(ValueError):
+class DataError(MTError, ValueError):
     """A corpus the pipeline cannot use; the message names the file, line or key."""
 
 
@@ -93,17 +94,11 @@ def _local_file(folder: Path, stem: str, lang: str) -> Path:
     raise DataError(f"missing corpus file: {folder / f'{stem}.{lang}'}[.gz]")
 
 
-def load_local(cfg: DictConfig, data_dir: Path) -> dict[str, list[Pair]]:
-    """Splits from `<data_dir>/<cfg.local>`: a folder of `<stem>.<lang>[.gz]` files, or one TSV file."""
-    where = data_dir / cfg.local
+def load_local(cfg: DictConfig, where: Path) -> dict[str, list[Pair]]:
+    """Splits from `where`: a folder of `<stem>.<lang>[.gz]` files, or one TSV file (split "all")."""
     if where.is_file():
         columns = list(cfg.get("tsv_columns") or [cfg.src_lang, cfg.tgt_lang])
         return {"all": read_tsv(where, columns, cfg.src_lang, cfg.tgt_lang)}
-    if not where.is_dir():
-        raise DataError(
-            f"data.local: {where} does not exist (data_dir={data_dir}); it should hold "
-            + ", ".join(f"{stem}.{cfg.src_lang}.gz" for stem in cfg.files.values())
-        )
     return {
         split: read_parallel(
             _local_file(where, stem, cfg.src_lang), _local_file(where, stem, cfg.tgt_lang)
@@ -112,16 +107,48 @@ def load_local(cfg: DictConfig, data_dir: Path) -> dict[str, list[Pair]]:
     }
 
 
-def load_remote(cfg: DictConfig, cache_dir: Path) -> dict[str, list[Pair]]:
-    """Splits from the corpus's public source: a hub id, or files under a URL (cached by `datasets`)."""
-    if cfg.get("hub"):
-        hub = datasets.load_dataset(
+# mt's split names -> a hub corpus's usual ones
+HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
+
+
+def load_hub(cfg: DictConfig, cache_dir: Path) -> dict[str, list[Pair]]:
+    """Splits from a hub id, a local folder `datasets.load_dataset` reads (parquet/JSON files with a
+    `translation` column), or a `save_to_disk` folder; `data.files` maps our splits to its split names."""
+    where = Path(cfg.hub)
+    if (where / "dataset_dict.json").exists() or (where / "state.json").exists():
+        corpus = datasets.load_from_disk(str(where))
+    else:
+        corpus = datasets.load_dataset(
             cfg.hub, cfg.get("hub_config"), cache_dir=str(cache_dir / "hub")
         )
-        return {
-            split: [(t[cfg.src_lang], t[cfg.tgt_lang]) for t in hub[name]["translation"]]
-            for split, name in cfg.files.items()
-        }
+    if isinstance(corpus, datasets.Dataset):
+        corpus = datasets.DatasetDict({"train": corpus})
+    splits = {}
+    for split, name in (cfg.files or HUB_SPLITS).items():
+        if name not in corpus:
+            raise DataError(
+                f"data.files.{split}: {cfg.hub} has no split {name!r} (it has {', '.join(corpus)})"
+            )
+        columns = corpus[name].column_names
+        if "translation" not in columns:
+            raise DataError(
+                f"{cfg.hub}/{name}: no 'translation' column (it has {', '.join(columns)})"
+            )
+        pairs = []
+        for row, t in enumerate(corpus[name]["translation"]):
+            if not isinstance(t, dict) or cfg.src_lang not in t or cfg.tgt_lang not in t:
+                has = ", ".join(t) if isinstance(t, dict) else type(t).__name__
+                raise DataError(
+                    f"{cfg.hub}/{name} row {row}: translation has no {cfg.src_lang!r} and "
+                    f"{cfg.tgt_lang!r} (has {has}); set data.src_lang / data.tgt_lang"
+                )
+            pairs.append((t[cfg.src_lang], t[cfg.tgt_lang]))
+        splits[split] = pairs
+    return splits
+
+
+def load_url(cfg: DictConfig, cache_dir: Path) -> dict[str, list[Pair]]:
+    """Splits from files under the corpus's public URL (downloaded and cached by `datasets`)."""
     download = datasets.DownloadManager(
         download_config=datasets.DownloadConfig(cache_dir=str(cache_dir / "downloads"))
     )
@@ -139,6 +166,63 @@ def load_remote(cfg: DictConfig, cache_dir: Path) -> dict[str, list[Pair]]:
             splits[split] = read_parallel(src, tgt)
         return splits
     raise DataError(f"data.url_format: unknown value {cfg.url_format!r} (expected tsv or text)")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a corpus is read from: kind is generated | local | hub | url."""
+
+    kind: str
+    where: str
+
+
+def source(cfg: DictConfig, data_dir: str | None) -> Source:
+    """Where `cfg` (a conf/data entry) is read from.
+
+    A generator needs nothing; `data.local` is looked up under `data_dir` (MT_DATA_DIR), then as a
+    path of its own; otherwise the public source: `data.hub` (a hub id or a local dataset folder), or
+    `data.url`.
+    """
+    if cfg.get("generator"):
+        return Source("generated", cfg.generator)
+    if cfg.get("local"):
+        candidates = ([Path(data_dir) / cfg.local] if data_dir else []) + [Path(cfg.local)]
+        for path in candidates:
+            if path.exists():
+                return Source("local", str(path))
+        if data_dir:
+            raise DataError(
+                f"data.local: {candidates[0]} does not exist (data_dir={data_dir}); it should hold "
+                + ", ".join(f"{stem}.{cfg.src_lang}.gz" for stem in cfg.files.values())
+            )
+    if cfg.get("hub"):
+        return Source("hub", str(cfg.hub))
+    if cfg.get("url"):
+        return Source("url", str(cfg.url))
+    raise DataError(f"data: {cfg.name} names no source (set data.local, data.hub or data.url)")
+
+
+def load_raw(cfg: DictConfig, data_dir: str | None, cache_dir: Path) -> dict[str, list[Pair]]:
+    """The corpus's splits as read, before cleaning: {split name: pairs}."""
+    where = source(cfg, data_dir)
+    log.info("%s: reading %s %s", cfg.name, where.kind, where.where)
+    if where.kind == "generated":
+        if cfg.generator != "toy_reorder":
+            raise DataError(f"data.generator: unknown generator {cfg.generator!r} (toy_reorder)")
+        return toy.generate(dict(cfg.sizes), cfg.seed)
+    if where.kind == "local":
+        return load_local(cfg, Path(where.where))
+    try:
+        return load_hub(cfg, cache_dir) if where.kind == "hub" else load_url(cfg, cache_dir)
+    except (OSError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as e:
+        hint = (
+            f"Set MT_DATA_DIR (or data_dir=...) to a folder holding {cfg.local}/"
+            if cfg.get("local")
+            else "Check the hub id, or point data.hub at a local dataset folder"
+        )
+        raise DataError(
+            f"could not download {cfg.name} from {where.where} ({type(e).__name__}: {e}). {hint}"
+        ) from None
 
 
 def normalize(text: str) -> str:
@@ -203,22 +287,7 @@ def split_by_source(
 
 def prepare(cfg: DictConfig, data_dir: str | None, cache_dir: Path) -> datasets.DatasetDict:
     """The corpus of `cfg` (a conf/data entry) as cleaned, split train/dev/test datasets."""
-    if cfg.get("generator") == "toy_reorder":
-        raw = toy.generate(dict(cfg.sizes), cfg.seed)
-    elif cfg.get("generator"):
-        raise DataError(f"data.generator: unknown generator {cfg.generator!r} (toy_reorder)")
-    elif data_dir:
-        raw = load_local(cfg, Path(data_dir))
-    else:
-        try:
-            raw = load_remote(cfg, cache_dir)
-        except (OSError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as e:
-            source = cfg.get("hub") or cfg.url
-            raise DataError(
-                f"could not download {cfg.name} from {source} ({type(e).__name__}: {e}). "
-                f"Set MT_DATA_DIR (or data_dir=...) to a folder holding {cfg.local}/"
-            ) from None
-
+    raw = load_raw(cfg, data_dir, cache_dir)
     if cfg.get("split"):
         if set(raw) != {"all"}:
             raise DataError(

@@ -1,4 +1,5 @@
-"""Data-parallel training under `torchrun`: process group set-up, who does what, agreement between ranks.
+"""Data-parallel training under `torchrun`: process group set-up, who does what, and how the ranks
+agree to stop (limits, signals).
 
 Without torchrun (WORLD_SIZE unset or 1) every function here is a no-op for a single process.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 
 import torch
 import torch.distributed as dist
@@ -17,7 +19,8 @@ def world_size() -> int:
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
+    """This process's rank: torchrun's RANK before the process group is joined, 0 without torchrun."""
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
 
 
 def is_main() -> bool:
@@ -69,3 +72,40 @@ def all_max(value: float, device: torch.device) -> float:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between updates (a second signal: exit now)."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self.previous = {}
+
+    def __enter__(self) -> StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def agree_to_stop(
+    reason: str | None, stop: StopRequest, device: torch.device
+) -> tuple[str | None, bool]:
+    """(reason to stop or None, interrupted by a signal), the same on every rank.
+
+    `reason` is rank 0's (only it validates, so only it knows the patience); a signal on any rank
+    stops all of them.
+    """
+    code = 2 if stop.requested else 1 if reason else 0
+    code = int(all_max(code, device))
+    if code == 2:
+        return f"stopped by {stop.requested or 'a signal to another rank'}", True
+    return (reason or "rank 0 reached a limit") if code else None, False

@@ -1,49 +1,82 @@
-"""Translation metrics: sacreBLEU's BLEU, chrF and TER with their signatures, plus the tokenized,
-lowercased BLEU that papers report (Moses tokenizer + multi-bleu conventions), for comparison."""
+"""Score a trained run on its test splits: beam-search decoding, metrics, eval/<split>.hyp and
+.scores.json — reused while the checkpoint and the decoding settings are the same."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+import dataclasses
+import datetime
+import json
+import logging
+import os
+from pathlib import Path
 
-from sacrebleu.metrics import BLEU, CHRF, TER
-from sacremoses import MosesTokenizer
+from mt import checkpoint, metrics, stages
+from mt.run import RunError, checkpoint_path, load_run
 
-
-@functools.lru_cache(maxsize=8)
-def _moses(lang: str) -> MosesTokenizer:
-    return MosesTokenizer(lang=lang)
-
-
-def moses_tokenized_lowercase(texts: Sequence[str], lang: str) -> list[str]:
-    tokenizer = _moses(lang)
-    return [tokenizer.tokenize(t, return_str=True, escape=False).lower() for t in texts]
+log = logging.getLogger(__name__)
 
 
-def score(
-    hypotheses: Sequence[str], references: Sequence[str], lang: str, ter: bool = True
+def evaluate_run(
+    run_dir: str | Path,
+    splits: list[str] | None = None,
+    beam_size: int | None = None,
+    which: str | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
 ) -> dict:
-    """Corpus-level scores of detokenized hypotheses against one reference each.
+    """Decode the test split(s) of a run with beam search; write eval/<split>.hyp and .scores.json.
 
-    Returns {"bleu", "chrf", "ter", "bleu_tok_lc", "signatures": {...}, "sentences"}.
+    A split already scored with the same checkpoint file, decoding settings and references is not
+    decoded again: its saved scores are returned.
     """
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
-    hyps, refs = list(hypotheses), [list(references)]
-    bleu, chrf = BLEU(), CHRF()
-    result = {
-        "bleu": bleu.corpus_score(hyps, refs).score,
-        "chrf": chrf.corpus_score(hyps, refs).score,
-        "signatures": {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())},
-        "sentences": len(hyps),
+    run = load_run(run_dir, which, device)
+    cfg = run.cfg
+    if data_dir is not None or os.environ.get("MT_DATA_DIR"):
+        cfg.data_dir = data_dir or os.environ["MT_DATA_DIR"]
+    prepare_key, corpus = stages.prepare_stage(cfg)
+    which = which or cfg.decode.checkpoint
+    options = run.options(beam_size=beam_size, nbest=1)
+    settings = {
+        "checkpoint": stages.file_fingerprint(checkpoint_path(Path(run_dir), which)),
+        "corpus": prepare_key,
+        **{k: v for k, v in dataclasses.asdict(options).items() if k != "batch_size"},
     }
-    if ter:
-        metric = TER()
-        result["ter"] = metric.corpus_score(hyps, refs).score
-        result["signatures"]["ter"] = str(metric.get_signature())
-    tokenized = BLEU(tokenize="none", force=True)
-    result["bleu_tok_lc"] = tokenized.corpus_score(
-        moses_tokenized_lowercase(hyps, lang), [moses_tokenized_lowercase(references, lang)]
-    ).score
-    result["signatures"]["bleu_tok_lc"] = f"moses-tok-{lang}+lc|" + str(tokenized.get_signature())
-    return result
+    out = Path(run_dir) / "eval"
+    results = {}
+    for split in splits or list(cfg.data.test_splits):
+        if split not in corpus:
+            raise RunError(f"no split {split!r} in {cfg.data.name} (has {', '.join(corpus)})")
+        saved = out / f"{split}.scores.json"
+        if saved.exists() and (out / f"{split}.hyp").exists():
+            previous = json.loads(saved.read_text())
+            if previous.get("settings") == settings:
+                log.info("%s: same checkpoint and decoding settings, scores reused", saved)
+                results[split] = previous
+                continue
+        dataset = corpus[split]
+        hyps = [
+            run.tokenizer.decode_tgt(h[0].tokens) for h in run.translate(dataset["src"], options)
+        ]
+        scores = metrics.score(hyps, dataset["tgt"], cfg.data.tgt_lang)
+        scores.update(
+            {
+                "split": split,
+                "strategy": options.strategy,
+                "beam_size": options.beam_size,
+                "checkpoint": which,
+                "settings": settings,
+                "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            }
+        )
+        checkpoint.atomic_write_text(out / f"{split}.hyp", "".join(h + "\n" for h in hyps))
+        checkpoint.atomic_write_text(saved, json.dumps(scores, indent=2) + "\n")
+        log.info(
+            "%s %s: BLEU %.2f, chrF %.2f, tokenized-lowercased BLEU %.2f",
+            run_dir,
+            split,
+            scores["bleu"],
+            scores["chrf"],
+            scores["bleu_tok_lc"],
+        )
+        results[split] = scores
+    return results

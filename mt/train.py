@@ -1,12 +1,12 @@
-"""The training loop: label-smoothed cross-entropy, AdamW with inverse-square-root warm-up, clipping,
-accumulation, validation by dev BLEU, early stopping, resumable checkpoints, TensorBoard."""
+"""The training loop: one update, validation with early stopping on a chosen metric, checkpoints
+at validations and on a time interval, TensorBoard. Resumes exactly from the newest checkpoint."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,15 +18,21 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from mt import checkpoint, distributed
+from mt import checkpoint, distributed, metrics
 from mt.batching import Batch, EncodedCorpus, collate, epoch_batches, shard_updates, token_batches
+from mt.errors import MTError
+from mt.loss import label_smoothed_loss
 from mt.models.base import Seq2Seq
-from mt.tokenizer import PAD
+from mt.schedule import inverse_sqrt
 
 log = logging.getLogger(__name__)
 
+# validate(model, step, writer) -> {metric name: dev score}; the pipeline gives it, knowing the
+# tokenizer and the references
+Validate = Callable[[Seq2Seq, int, SummaryWriter], dict[str, float]]
 
-class TrainingError(RuntimeError):
+
+class TrainingError(MTError):
     """Training cannot go on; the message says why and what was kept."""
 
 
@@ -41,55 +47,6 @@ class TrainingInterrupted(Exception):
         )
 
 
-class _SmoothedCrossEntropy(torch.autograd.Function):
-    """Summed label-smoothed cross-entropy of (N, V) logits, with the gradient written in one pass.
-
-    loss_i = logsumexp(x_i) - (1 - e) x_i[t_i] - e mean(x_i); its gradient is
-    softmax(x_i) - e / V - (1 - e) onehot(t_i). Autograd through log_softmax + nll + smoothing
-    keeps log-probabilities and adds three (N, V) gradients; on CPU this is about a quarter faster
-    and holds one (N, V) tensor less.
-    """
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
-        lse = torch.logsumexp(logits, -1)
-        real = target != PAD
-        picked = logits.gather(1, target[:, None]).squeeze(1)
-        loss = lse - (1 - smoothing) * picked - smoothing * logits.mean(-1)
-        ctx.save_for_backward(logits, lse, target, real)
-        ctx.smoothing = smoothing
-        return loss.masked_fill(~real, 0.0).sum()
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        logits, lse, target, real = ctx.saved_tensors
-        e = ctx.smoothing
-        grad = torch.sub(logits, lse[:, None]).exp_().sub_(e / logits.size(-1))
-        grad.scatter_add_(1, target[:, None], grad.new_full((target.numel(), 1), e - 1))
-        return grad.mul_((real * grad_out)[:, None]), None, None
-
-
-def label_smoothed_loss(
-    logits: torch.Tensor, target: torch.Tensor, smoothing: float
-) -> torch.Tensor:
-    """Summed cross-entropy against targets smoothed by `smoothing` (Szegedy et al. 2016); PAD ignored.
-
-    logits (B, T, V), target (B, T). Equal to F.cross_entropy(..., label_smoothing=smoothing,
-    ignore_index=PAD, reduction="sum"), gradient included (tests/test_transformer.py).
-    """
-    return _SmoothedCrossEntropy.apply(logits.flatten(0, 1).float(), target.flatten(), smoothing)
-
-
-def inverse_sqrt(warmup: int) -> Callable[[int], float]:
-    """Learning-rate factor: linear warm-up to 1 at `warmup` updates, then sqrt(warmup / step)."""
-
-    def factor(step: int) -> float:
-        step = max(step, 1)
-        return min(step / warmup, math.sqrt(warmup / step))
-
-    return factor
-
-
 @dataclass
 class Progress:
     """Where training is; saved in every checkpoint so a re-run resumes exactly."""
@@ -97,34 +54,21 @@ class Progress:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
-    best_bleu: float = -1.0
+    best_score: float = -math.inf  # of train.stop_metric, signed so that higher is better
     best_step: int = 0
     bad_validations: int = 0
     train_seconds: float = 0.0
+    validation_seconds: float = 0.0
     train_tokens: int = 0  # real target tokens trained on
     finished: bool = False
     history: list[dict] = field(default_factory=list)
 
-
-class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between updates (a second signal: exit now)."""
-
-    def __init__(self):
-        self.requested, self.previous = None, {}
-
-    def __enter__(self) -> StopRequest:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+    @classmethod
+    def from_state(cls, state: dict) -> Progress:
+        state = dict(state)
+        if "best_bleu" in state:  # checkpoints written before train.stop_metric
+            state["best_score"] = state.pop("best_bleu")
+        return cls(**state)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -136,9 +80,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 class Trainer:
     """Trains `model` on `train_data`, validating on `dev_data`; everything it writes is in `run_dir`.
 
-    `validate_bleu(model, step, writer) -> (bleu, chrf)` decodes the dev set; the pipeline gives it,
-    knowing the tokenizer and the references. Under torchrun the model is wrapped in DDP, each rank
-    trains on its share of every update, and rank 0 alone validates and writes.
+    Under torchrun the model is wrapped in DDP, each rank trains on its share of every update, and
+    rank 0 alone validates and writes.
     """
 
     def __init__(
@@ -150,17 +93,15 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         seed: int,
-        validate_bleu: Callable[[Seq2Seq, int, SummaryWriter], tuple[float, float]],
+        validate: Validate,
     ):
         self.cfg, self.model, self.device, self.seed = cfg, model.to(device), device, seed
         self.train_data, self.dev_data = train_data, dev_data
         self.run_dir, self.ckpt_dir = run_dir, run_dir / "checkpoints"
-        self.validate_bleu = validate_bleu
-        self.world, self.rank, self.main = (
-            distributed.world_size(),
-            distributed.rank(),
-            distributed.is_main(),
-        )
+        self.validate_fn = validate
+        self.stop_metric = metrics.get(cfg.stop_metric)
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self.main = distributed.is_main()
         self.train_model = self.model
         if self.world > 1:
             device_ids = [device.index] if device.type == "cuda" else None
@@ -175,6 +116,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, inverse_sqrt(cfg.warmup))
         self.progress = Progress()
         self.amp_dtype = autocast_dtype(cfg.precision, device)
+        self.last_save = time.monotonic()
         self._seed_dropout()
 
     def _seed_dropout(self) -> None:
@@ -198,55 +140,33 @@ class Trainer:
     def save(self, name: str) -> None:
         if self.main:
             checkpoint.save(self.ckpt_dir / name, self.state())
+            if name == "last.pt":
+                self.last_save = time.monotonic()
 
     def resume(self) -> bool:
-        """Load the newest readable checkpoint of the run, if any; a corrupt last.pt falls back to step-N.pt."""
-        candidates = [self.ckpt_dir / "last.pt"] + sorted(
-            self.ckpt_dir.glob("step-*.pt"), key=lambda p: -int(p.stem.split("-")[1])
+        """Load the newest complete checkpoint of the run (last.pt or step-N.pt), if any."""
+        found = checkpoint.newest(self.ckpt_dir, map_location=self.device)
+        if found is None:
+            return False
+        path, state = found
+        checkpoint.load_model_state(self.model, state["model"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.progress = Progress.from_state(state["progress"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        self._seed_dropout()
+        log.info(
+            "resumed from %s at step %d (epoch %d)", path, self.progress.step, self.progress.epoch
         )
-        for path in candidates:
-            if not path.exists():
-                continue
-            try:
-                state = checkpoint.load(path, map_location=self.device)
-            except checkpoint.CheckpointError as e:
-                log.warning("%s; trying an older checkpoint", e)
-                continue
-            load_model_state(self.model, state["model"], path)
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.progress = Progress(**state["progress"])
-            torch.set_rng_state(state["rng"]["torch"].cpu())
-            if state["rng"]["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-            self._seed_dropout()
-            log.info(
-                "resumed from %s at step %d (epoch %d)",
-                path,
-                self.progress.step,
-                self.progress.epoch,
-            )
-            return True
-        return False
+        return True
 
-    def _average_checkpoints(self) -> None:
-        """averaged.pt: the mean weights of the kept step-N.pt checkpoints (the last few validations)."""
-        steps = sorted(self.ckpt_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-        if len(steps) >= 2:
-            checkpoint.save(
-                self.ckpt_dir / "averaged.pt",
-                {"model": checkpoint.average(steps), "averaged": [p.name for p in steps]},
-            )
-            log.info(
-                "averaged %s into %s",
-                ", ".join(p.name for p in steps),
-                self.ckpt_dir / "averaged.pt",
-            )
-
-    def _prune_step_checkpoints(self) -> None:
-        steps = sorted(self.ckpt_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-        for path in steps[: max(0, len(steps) - self.cfg.keep_checkpoints)]:
-            path.unlink()
+    def _save_on_interval(self) -> None:
+        """last.pt every train.save_every_minutes, so that a kill loses minutes, not a validation."""
+        every = self.cfg.save_every_minutes
+        if every and time.monotonic() - self.last_save >= every * 60:
+            self.save("last.pt")
 
     # --- one update ---------------------------------------------------------------------------
     def _loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -256,8 +176,9 @@ class Trainer:
             logits, _ = model(batch.src, batch.tgt_in)
         return label_smoothed_loss(logits, batch.tgt_out, self.cfg.label_smoothing)
 
-    def _update(self, batches: list[Batch]) -> tuple[float, int] | None:
-        """One optimiser step over this rank's `batches`; None (on every rank) when a loss was not finite.
+    def update(self, batches: list[Batch]) -> tuple[float, int] | None:
+        """One optimiser step over this rank's `batches`: (loss per target token, target tokens), or
+        None (on every rank) when a loss was not finite.
 
         The gradient is that of the summed loss over every rank's target tokens divided by their number,
         so N ranks take the same step as one rank accumulating their batches.
@@ -321,38 +242,48 @@ class Trainer:
         return total / tokens
 
     def validate(self, writer: SummaryWriter) -> None:
-        p = self.progress
+        """Dev loss and metrics; best.pt by train.stop_metric; step-N.pt, last.pt, metrics.jsonl."""
+        started, p = time.perf_counter(), self.progress
         loss = self.dev_loss()
-        bleu, chrf = self.validate_bleu(self.model, p.step, writer)
+        scores = self.validate_fn(self.model, p.step, writer)
         self.model.train()
-        improved = bleu > p.best_bleu
+        name = self.stop_metric.name
+        signed = scores[name] if self.stop_metric.higher_is_better else -scores[name]
+        improved = signed > p.best_score
         if improved:
-            p.best_bleu, p.best_step, p.bad_validations = bleu, p.step, 0
+            p.best_score, p.best_step, p.bad_validations = signed, p.step, 0
         else:
             p.bad_validations += 1
-        p.history.append(
-            {
-                "step": p.step,
-                "minutes": round(p.train_seconds / 60, 2),
-                "dev_loss": round(loss, 4),
-                "dev_bleu": round(bleu, 2),
-                "dev_chrf": round(chrf, 2),
-            }
-        )
-        for name, value in (
-            ("loss", loss),
-            ("ppl", math.exp(min(loss, 50))),
-            ("bleu", bleu),
-            ("chrf", chrf),
-        ):
-            writer.add_scalar(f"dev/{name}", value, p.step)
-        best = " (best)" if improved else f" (best {p.best_bleu:.2f} at step {p.best_step})"
-        log.info("step %d: dev loss %.3f, BLEU %.2f, chrF %.2f%s", p.step, loss, bleu, chrf, best)
+        p.validation_seconds += time.perf_counter() - started
+        record = {
+            "step": p.step,
+            "minutes": round(p.train_seconds / 60, 2),
+            "minutes_with_validation": round((p.train_seconds + p.validation_seconds) / 60, 2),
+            "dev_loss": round(loss, 4),
+            **{f"dev_{k}": round(v, 2) for k, v in scores.items()},
+        }
+        p.history.append(record)
+        self._append_metrics(record)
+        for key, value in {"loss": loss, "ppl": math.exp(min(loss, 50)), **scores}.items():
+            writer.add_scalar(f"dev/{key}", value, p.step)
+        best = abs(p.best_score)
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
+        note = " (best)" if improved else f" (best {name} {best:.2f} at step {p.best_step})"
+        log.info("step %d: dev loss %.3f, %s%s", p.step, loss, shown, note)
         self.save(f"step-{p.step}.pt")
-        self._prune_step_checkpoints()
+        checkpoint.prune(self.ckpt_dir, self.cfg.keep_checkpoints)
         if improved:
             self.save("best.pt")
         self.save("last.pt")
+
+    def _append_metrics(self, record: dict) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _rewrite_metrics(self) -> None:
+        """metrics.jsonl as the checkpoint's history has it (drops validations a kill undid)."""
+        lines = "".join(json.dumps(h) + "\n" for h in self.progress.history)
+        checkpoint.atomic_write_text(self.run_dir / "metrics.jsonl", lines)
 
     # --- the loop -----------------------------------------------------------------------------
     def _should_stop(self) -> str | None:
@@ -364,36 +295,32 @@ class Trainer:
         if cfg.max_minutes is not None and p.train_seconds >= cfg.max_minutes * 60:
             return f"reached train.max_minutes={cfg.max_minutes}"
         if p.bad_validations >= cfg.patience:
-            return f"no better dev BLEU in {cfg.patience} validations (train.patience)"
+            return f"no better dev {cfg.stop_metric} in {cfg.patience} validations (train.patience)"
         return None
 
-    def _agree_to_stop(self, stop: StopRequest) -> tuple[str | None, bool]:
-        """(reason to stop or None, interrupted by a signal), the same on every rank.
-
-        Rank 0's limits decide (only it validates, so only it knows the patience); a signal on any rank
-        stops all of them.
-        """
-        reason = self._should_stop() if self.main else None
-        code = 2 if stop.requested else 1 if reason else 0
-        code = int(distributed.all_max(code, self.device))
-        if code == 2:
-            return f"stopped by {stop.requested or 'a signal to another rank'}", True
-        return (reason or "rank 0 reached a limit") if code else None, False
-
     def train(self) -> Progress:
-        cfg = self.cfg
+        """Train until a limit, early stopping or a signal; returns where training ended."""
         if self.resume() and (done := self._should_stop()):
             log.info(
                 "training already finished at step %d (%s); nothing to do", self.progress.step, done
             )
             return self.progress
-        p = self.progress
+        if self.main:
+            self._rewrite_metrics()
+        writer = self._start()
+        with distributed.StopRequest() as stop:
+            reason, interrupted = self._loop(stop, writer)
+        self._finish(reason, interrupted, writer)
+        if interrupted:
+            raise TrainingInterrupted(
+                stop.requested or "SIGTERM", self.progress.step, self.ckpt_dir / "last.pt"
+            )
+        return self.progress
+
+    def _start(self) -> SummaryWriter | None:
+        """The TensorBoard writer (rank 0), after logging what is trained."""
+        p, cfg = self.progress, self.cfg
         self.model.train()
-        writer = (
-            SummaryWriter(str(self.run_dir / "tb"), purge_step=p.step or None)
-            if self.main
-            else None
-        )
         params = sum(t.numel() for t in self.model.parameters())
         limits = f"step {cfg.max_steps}" + (f" or {cfg.max_minutes} min" if cfg.max_minutes else "")
         ranks = f" x {self.world} processes" if self.world > 1 else ""
@@ -405,8 +332,18 @@ class Trainer:
             len(self.train_data),
             limits,
         )
+        if not self.main:
+            return None
+        return SummaryWriter(str(self.run_dir / "tb"), purge_step=p.step or None)
+
+    def _loop(
+        self, stop: distributed.StopRequest, writer: SummaryWriter | None
+    ) -> tuple[str, bool]:
+        """Updates until the ranks agree to stop: (why, whether a signal stopped it)."""
+        p, cfg = self.progress, self.cfg
         updates = self.updates()
-        window_tokens, window_loss, window_start, nonfinite = 0, 0.0, time.perf_counter(), 0
+        window = _Window()
+        nonfinite = 0
         bar = tqdm(
             total=cfg.max_steps,
             initial=p.step,
@@ -415,54 +352,57 @@ class Trainer:
             mininterval=2,
             disable=None if self.main else True,
         )
-        with StopRequest() as stop:
-            while (decision := self._agree_to_stop(stop))[0] is None:
-                started = time.perf_counter()
-                epoch, position, ends_epoch, batches = next(updates)
-                result = self._update(batches)
-                p.train_seconds += time.perf_counter() - started
-                p.batch_in_epoch = position
-                if ends_epoch:
-                    p.epoch, p.batch_in_epoch = p.epoch + 1, 0
-                if result is None:
-                    nonfinite += 1
-                    log.warning(
-                        "non-finite loss at step %d (epoch %d): update skipped", p.step, epoch
-                    )
-                    if writer:
-                        writer.add_scalar("train/nonfinite_losses", nonfinite, p.step)
-                    if nonfinite >= cfg.max_nonfinite:
-                        # no bad update was applied, so the weights are the last good ones: keep them
-                        self.save("last.pt")
-                        if writer:
-                            writer.close()
-                        raise TrainingError(
-                            f"{nonfinite} non-finite losses in a row at step {p.step} (train.max_nonfinite); "
-                            f"the last good state is saved in {self.ckpt_dir / 'last.pt'}. "
-                            "Try a lower train.lr or train.precision=fp32"
-                        )
-                    continue
-                nonfinite = 0
-                loss, tokens = result
-                p.step += 1
-                p.train_tokens += tokens
-                bar.update(1)
-                window_loss += loss * tokens
-                window_tokens += tokens
-                if p.step % cfg.log_every == 0 and self.main:
-                    self._log_window(
-                        writer,
-                        bar,
-                        epoch,
-                        window_loss / window_tokens,
-                        window_tokens / (time.perf_counter() - window_start),
-                    )
-                    window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
-                if p.step % cfg.validate_every == 0 and self.main:
-                    self.validate(writer)
-                    window_start = time.perf_counter()
-        bar.close()
-        reason, interrupted = decision
+        while True:
+            reason, interrupted = distributed.agree_to_stop(
+                self._should_stop() if self.main else None, stop, self.device
+            )
+            if reason is not None:
+                bar.close()
+                return reason, interrupted
+            started = time.perf_counter()
+            epoch, position, ends_epoch, batches = next(updates)
+            result = self.update(batches)
+            p.train_seconds += time.perf_counter() - started
+            p.batch_in_epoch = position
+            if ends_epoch:
+                p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+            if result is None:
+                nonfinite += 1
+                self._skipped_update(nonfinite, epoch, writer)
+                continue
+            nonfinite = 0
+            p.step += 1
+            p.train_tokens += result[1]
+            bar.update(1)
+            window.add(*result)
+            if p.step % cfg.log_every == 0 and self.main:
+                self._log_window(writer, bar, epoch, window)
+            if p.step % cfg.validate_every == 0 and self.main:
+                self.validate(writer)
+                window.restart()
+            elif self.main:
+                self._save_on_interval()
+
+    def _skipped_update(self, nonfinite: int, epoch: int, writer: SummaryWriter | None) -> None:
+        """Log a non-finite loss; after train.max_nonfinite in a row keep the last good state and stop."""
+        step = self.progress.step
+        log.warning("non-finite loss at step %d (epoch %d): update skipped", step, epoch)
+        if writer:
+            writer.add_scalar("train/nonfinite_losses", nonfinite, step)
+        if nonfinite >= self.cfg.max_nonfinite:
+            # no bad update was applied, so the weights are the last good ones: keep them
+            self.save("last.pt")
+            if writer:
+                writer.close()
+            raise TrainingError(
+                f"{nonfinite} non-finite losses in a row at step {step} (train.max_nonfinite); "
+                f"the last good state is saved in {self.ckpt_dir / 'last.pt'}. "
+                "Try a lower train.lr or train.precision=fp32"
+            )
+
+    def _finish(self, reason: str, interrupted: bool, writer: SummaryWriter | None) -> None:
+        """A last validation (unless a signal stopped training), last.pt, averaged.pt."""
+        p = self.progress
         if (
             self.main
             and p.step
@@ -472,28 +412,26 @@ class Trainer:
             self.validate(writer)
         p.finished = not interrupted
         self.save("last.pt")
-        if self.main and not interrupted:
-            self._average_checkpoints()
+        if self.main and not interrupted and (averaged := checkpoint.average_kept(self.ckpt_dir)):
+            names = ", ".join(path.name for path in averaged)
+            log.info("averaged %s into %s", names, self.ckpt_dir / "averaged.pt")
         if writer:
             writer.close()
+        best = abs(p.best_score) if p.history else float("nan")
         log.info(
-            "training ended at step %d: %s; best dev BLEU %.2f at step %d",
+            "training ended at step %d: %s; best dev %s %.2f at step %d",
             p.step,
             reason,
-            p.best_bleu,
+            self.cfg.stop_metric,
+            best,
             p.best_step,
         )
-        if interrupted:
-            raise TrainingInterrupted(
-                stop.requested or "SIGTERM", p.step, self.ckpt_dir / "last.pt"
-            )
-        return p
 
-    def _log_window(
-        self, writer: SummaryWriter, bar: tqdm, epoch: int, loss: float, rate: float
-    ) -> None:
+    def _log_window(self, writer: SummaryWriter, bar: tqdm, epoch: int, window: _Window) -> None:
         """Training scalars of the last `log_every` updates: TensorBoard, the progress bar, and the log
         when there is no terminal (nohup, a scheduler)."""
+        loss, rate = window.loss(), window.rate()
+        window.restart()
         lr = self.scheduler.get_last_lr()[0]
         values = {
             "loss": loss,
@@ -518,23 +456,21 @@ class Trainer:
             )
 
 
-def load_model_state(model: Seq2Seq, weights: dict, path: Path) -> None:
-    """Load weights into `model`; a checkpoint of another shape names the mismatching tensors."""
-    own = model.state_dict()
-    problems = [
-        f"{name}: checkpoint {tuple(t.shape)} vs model {tuple(own[name].shape)}"
-        for name, t in weights.items()
-        if name in own and own[name].shape != t.shape
-    ]
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    if problems or missing or unexpected:
-        details = (
-            problems
-            + [f"missing {n}" for n in missing[:5]]
-            + [f"unexpected {n}" for n in unexpected[:5]]
-        )
-        raise checkpoint.CheckpointError(
-            f"{path} does not match the model config: " + "; ".join(details[:8])
-        )
-    model.load_state_dict(weights)
+class _Window:
+    """Loss and throughput over the updates since the last log line."""
+
+    def __init__(self):
+        self.restart()
+
+    def restart(self) -> None:
+        self.tokens, self.loss_sum, self.start = 0, 0.0, time.perf_counter()
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.loss_sum += loss * tokens
+        self.tokens += tokens
+
+    def loss(self) -> float:
+        return self.loss_sum / max(self.tokens, 1)
+
+    def rate(self) -> float:
+        return self.tokens / (time.perf_counter() - self.start)

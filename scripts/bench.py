@@ -21,11 +21,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.utils.flop_counter import FlopCounterMode
 
-from mt import pipeline
+from mt import process, stages
+from mt import run as runs
 from mt.batching import collate, epoch_batches
-from mt.cli import CONF_DIR
-from mt.search import translate_ids
-from mt.train import Trainer, label_smoothed_loss
+from mt.config import CONF_DIR
+from mt.decoding import translate_ids
+from mt.loss import label_smoothed_loss
+from mt.train import Trainer
 
 # dense bf16 tensor-core peaks (FLOP/s) for MFU on GPUs
 GPU_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -79,10 +81,10 @@ def bench_training(cfg, trainer: Trainer, steps: int, warmup: int, profile: int 
     ]
     flops_per_token = flops_per_target_token(trainer.model, batches[0], cfg.train.label_smoothing)
     for batch in batches[:warmup]:
-        trainer._update([batch])
+        trainer.update([batch])
     sync(trainer.device)
     start = time.perf_counter()
-    tokens = sum(trainer._update([batch])[1] for batch in batches[warmup : warmup + steps])
+    tokens = sum(trainer.update([batch])[1] for batch in batches[warmup : warmup + steps])
     sync(trainer.device)
     seconds = time.perf_counter() - start
     padded = sum(b.tgt_out.numel() for b in batches[warmup : warmup + steps])
@@ -103,7 +105,7 @@ def profile_training(trainer: Trainer, batches: list, top: int = 12) -> list[tup
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
     with profile(activities=activities) as prof:
         for batch in batches:
-            trainer._update([batch])
+            trainer.update([batch])
         sync(trainer.device)
     events = prof.key_averages()
     key = "self_device_time_total" if cuda else "self_cpu_time_total"
@@ -112,21 +114,12 @@ def profile_training(trainer: Trainer, batches: list, top: int = 12) -> list[tup
     return [(e.key, getattr(e, key) / total) for e in ranked]
 
 
-def bench_decoding(run: pipeline.Run, sources: list[list[int]], beam: int, batch_size: int) -> dict:
-    d = run.cfg.decode
-    options = dict(
-        beam_size=beam,
-        length_penalty=d.length_penalty,
-        nbest=1,
-        max_len_a=d.max_len_a,
-        max_len_b=d.max_len_b,
-    )
-    list(
-        translate_ids(run.model, sources[:batch_size], run.device, batch_size, **options)
-    )  # warm-up
+def bench_decoding(run: runs.Run, sources: list[list[int]], beam: int, batch_size: int) -> dict:
+    options = run.options(strategy="beam", beam_size=beam, nbest=1, batch_size=batch_size)
+    list(translate_ids(run.model, sources[:batch_size], run.device, options))  # warm-up
     sync(run.device)
     start = time.perf_counter()
-    hyps = list(translate_ids(run.model, sources, run.device, batch_size, **options))
+    hyps = list(translate_ids(run.model, sources, run.device, options))
     sync(run.device)
     seconds = time.perf_counter() - start
     return {
@@ -156,12 +149,13 @@ def main() -> None:
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=args.overrides)
-    pipeline.setup_logging()
-    pipeline.set_threads(cfg)
-    _, _, tok, encoded = pipeline.build_stages(cfg)
-    device = pipeline.resolve_device(cfg.device)
+    process.setup_logging()
+    process.set_threads(cfg.train.threads)
+    built = stages.build_stages(cfg)
+    tok, encoded = built.tokenizer, built.encoded
+    device = process.resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = pipeline.build_for(cfg, tok)
+    model = runs.build_for(cfg, tok)
     params = sum(p.numel() for p in model.parameters())
     trainer = Trainer(
         cfg.train,
@@ -171,16 +165,16 @@ def main() -> None:
         Path("/nonexistent"),
         device,
         cfg.seed,
-        validate_bleu=None,
+        validate=None,
     )
     peak, peak_source = peak_flops(device, trainer.amp_dtype or torch.float32)
     train = bench_training(cfg, trainer, args.steps, args.warmup, args.profile)
     train_memory = peak_memory_mb(device)
     decoding = {}
     if args.run:
-        run = pipeline.load_run(args.run, device=str(device))
+        run = runs.load_run(args.run, device=str(device))
         split = run.cfg.data.test_splits[0]
-        _, run_corpus = pipeline.prepare_stage(run.cfg)
+        _, run_corpus = stages.prepare_stage(run.cfg)
         sources = run.tokenizer.encode_src(run_corpus[split]["src"][: args.sentences])
         decoding = {
             (beam, bs): bench_decoding(run, sources, beam, bs) for beam in (1, 5) for bs in (1, 64)

@@ -43,9 +43,10 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import bench_decoding, flops_per_target_token, peak_flops  # noqa: E402
 
-from mt import evaluate, pipeline, tokenizer  # noqa: E402
+from mt import metrics, process, stages, tokenizer  # noqa: E402
 from mt.batching import collate, epoch_batches  # noqa: E402
-from mt.cli import CONF_DIR  # noqa: E402
+from mt.config import CONF_DIR  # noqa: E402
+from mt.run import build_for, load_run  # noqa: E402
 
 MT_MODEL = {"transformer": "transformer", "rnn": "rnn_bahdanau"}
 DATA = "multi30k_en_de"
@@ -75,11 +76,11 @@ def joeynmt_python(venv: Path) -> Path:
     return python
 
 
-def export_data(cfg, stages, work: Path, limit: int | None) -> Path:
+def export_data(cfg, built: stages.Stages, work: Path, limit: int | None) -> Path:
     """mt's prepared splits as plain text (train/dev/test.<lang>; dev and test cut to `limit`
     sentences when given) and its joint sentencepiece model with a JoeyNMT vocabulary file (the
-    pieces in id order, specials left to JoeyNMT). `stages`: pipeline.build_stages(cfg)."""
-    corpus, tok_folder, tok, _ = stages
+    pieces in id order, specials left to JoeyNMT). `built`: stages.build_stages(cfg)."""
+    corpus, tok_folder, tok = built.corpus, built.tokenizer_folder, built.tokenizer
     out = work / "data"
     out.mkdir(parents=True, exist_ok=True)
     splits = {"train": "train", "dev": cfg.data.dev_split, "test": cfg.data.test_splits[0]}
@@ -97,12 +98,12 @@ def export_data(cfg, stages, work: Path, limit: int | None) -> Path:
     return out
 
 
-def training_flops(cfg, stages) -> float:
+def training_flops(cfg, built: stages.Stages) -> float:
     """Training FLOPs per real target token of mt's model, counted on its first training batch."""
-    _, _, tok, encoded = stages
+    tok, encoded = built.tokenizer, built.encoded
     train = encoded["train"]
     torch.manual_seed(cfg.seed)
-    model = pipeline.build_for(cfg, tok).train()
+    model = build_for(cfg, tok).train()
     batch = collate(train, epoch_batches(train, cfg.train.batch_tokens, cfg.seed, 0)[0])
     return flops_per_target_token(model, batch, cfg.train.label_smoothing)
 
@@ -332,10 +333,10 @@ def read_saved_log(path: Path) -> list[tuple[float, str]]:
 # --- decoding ---------------------------------------------------------------------------------
 def mt_decoding(run_dir: Path, sources: list[str], references: list[str], beam: int, batch: int):
     """Sentences/s (bench.py's timing: one warm-up batch, then all) and BLEU of mt's best checkpoint."""
-    run = pipeline.load_run(run_dir, "best", "cpu")
+    run = load_run(run_dir, "best", "cpu")
     timed = bench_decoding(run, run.tokenizer.encode_src(sources), beam, batch)
     hyps = [run.tokenizer.decode_tgt(h[0].tokens) for h in timed["hyps"]]
-    bleu = evaluate.score(hyps, references, run.cfg.data.tgt_lang)["bleu"]
+    bleu = metrics.score(hyps, references, run.cfg.data.tgt_lang)["bleu"]
     return timed["sentences_per_s"], bleu
 
 
@@ -428,7 +429,7 @@ def main() -> None:
     python = joeynmt_python(args.joeynmt_venv.absolute())
     work = args.workdir.absolute()
     work.mkdir(parents=True, exist_ok=True)
-    pipeline.setup_logging()
+    process.setup_logging()
     peak, peak_source = cpu_peak()
     rows = []
     for arch in args.archs:
@@ -445,8 +446,8 @@ def main() -> None:
         ]
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
-        stages = pipeline.build_stages(cfg)
-        data_dir = export_data(cfg, stages, work, args.limit)
+        built = stages.build_stages(cfg)
+        data_dir = export_data(cfg, built, work, args.limit)
         budget = 60 * args.minutes[0 if arch == "transformer" else 1]
         run_dir = work / f"mt-{arch}"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resumed one
@@ -477,7 +478,7 @@ def main() -> None:
                 raise RuntimeError(
                     f"{name} {arch}: no throughput or validation in its log ({work})"
                 )
-        test = stages[0][cfg.data.test_splits[0]][: args.limit or None]
+        test = built.corpus[cfg.data.test_splits[0]][: args.limit or None]
         decoding = {}
         for beam in (1, 5):
             decoding["mt", beam] = mt_decoding(
@@ -487,7 +488,7 @@ def main() -> None:
         rows.append(
             dict(
                 arch=arch,
-                flops=training_flops(cfg, stages),
+                flops=training_flops(cfg, built),
                 curves={"mt": mt_curve, "JoeyNMT": joey_curve},
                 rss={"mt": mt_out.peak_rss_mib, "JoeyNMT": joey_out.peak_rss_mib},
                 decoding=decoding,

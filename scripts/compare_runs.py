@@ -11,14 +11,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from mt import checkpoint, pipeline, tokenizer
+from mt import checkpoint, tokenizer
+from mt.run import build_for
 
 
 def describe(run_dir: Path) -> dict:
     cfg = OmegaConf.load(run_dir / "config.yaml")
     progress = checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]
     tok = tokenizer.Tokenizer.load(run_dir / "tokenizer")
-    params = sum(p.numel() for p in pipeline.build_for(cfg, tok).parameters())
+    params = sum(p.numel() for p in build_for(cfg, tok).parameters())
     best = max(progress["history"], key=lambda h: h["dev_bleu"])
     row = {
         "run": run_dir.name,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,9 +13,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mt.cli import CONF_DIR
+from mt.config import CONF_DIR
 
 torch.set_num_threads(1)  # tiny models: one thread is as fast, and tests may run beside a training
+# tests never use the network: `datasets` reads local folders only
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # the demo recipe (conf/experiment/demo.yaml) on a smaller sample of the toy pair
 TOY = [
@@ -69,3 +76,31 @@ def toy_rnn_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("toy_rnn")
     cfg = toy_config(tmp, *TINY_RNN, "train.max_steps=400", "train.validate_every=200")
     return pipeline.train_pipeline(cfg)
+
+
+def run_mt(*args: str, stdin: str | bytes | None = None, timeout: float = 300, **kwargs):
+    """`mt ARGS` in a subprocess, run to the end: its CompletedProcess (text, unless stdin is bytes)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mt", *args],
+        input=stdin,
+        capture_output=True,
+        text=not isinstance(stdin, bytes),
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def start_mt(*args: str, **kwargs) -> subprocess.Popen:
+    """`mt ARGS` started in a subprocess (stdout and stderr piped, text), for tests that interact."""
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs}
+    return subprocess.Popen([sys.executable, "-m", "mt", *args], **options)
+
+
+def wait_until(condition, proc: subprocess.Popen | None = None, timeout: float = 180) -> None:
+    """Poll `condition()` until it holds; fail if `proc` ends first or `timeout` seconds pass."""
+    start = time.monotonic()
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the process ended first: {proc.communicate()}")
+        assert time.monotonic() - start < timeout, "timed out waiting"
+        time.sleep(0.1)

@@ -1,15 +1,14 @@
 """Alignments: subword merging, Pharaoh links, AER; trained toy models align "black cat" with
 "chat noir" crosswise; heatmaps reach PNG files and TensorBoard."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mt import pipeline
 from mt.alignment import Alignment, alignment_error_rate, parse_pharaoh, word_groups
+from mt.evaluate import evaluate_run
+from mt.run import load_run
+from tests.conftest import run_mt
 
 PROBE = "The black cat ate the mouse."
 
@@ -50,8 +49,8 @@ def test_alignment_error_rate():
 @pytest.mark.parametrize("run_fixture", ["toy_run", "toy_rnn_run"])
 def test_trained_models_cross_black_cat(run_fixture, request):
     run_dir = request.getfixturevalue(run_fixture)
-    assert pipeline.evaluate_run(run_dir, device="cpu")["test"]["bleu"] > 90
-    run = pipeline.load_run(run_dir, device="cpu")
+    assert evaluate_run(run_dir, device="cpu")["test"]["bleu"] > 90
+    run = load_run(run_dir, device="cpu")
     translation, _, alignment = run.align(PROBE)
     assert translation == "Le chat noir a mangé la souris."
     links = dict((j, i) for i, j in alignment.hard())
@@ -73,24 +72,18 @@ def test_probe_heatmaps_are_in_tensorboard(toy_run):
     assert events.Images("alignment/probe0_greedy")[-1].encoded_image_string.startswith(b"\x89PNG")
 
 
-def mt(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "mt", *args], capture_output=True, text=True, timeout=120
-    )
-
-
 def test_align_command_png_and_terminal(toy_run, tmp_path):
     png = tmp_path / "heat.png"
-    result = mt("align", "--run", str(toy_run), PROBE, "-o", str(png))
+    result = run_mt("align", "--run", str(toy_run), PROBE, "-o", str(png))
     assert result.returncode == 0, result.stderr
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 2000
     lines = result.stdout.splitlines()
     assert (
         lines[0] == "Le chat noir a mangé la souris." and "2-1" in lines[-1] and "1-2" in lines[-1]
     )
-    result = mt("align", "--run", str(toy_run), PROBE, "--layer", "0", "--head", "1")
+    result = run_mt("align", "--run", str(toy_run), PROBE, "--layer", "0", "--head", "1")
     assert result.returncode == 0, result.stderr
     rows = result.stdout.splitlines()[-8:-1]  # one row per target word, between header and links
     assert [row.split()[0] for row in rows] == ["Le", "chat", "noir", "a", "mangé", "la", "souris."]
-    result = mt("align", "--run", str(toy_run), PROBE, "--layer", "7")
+    result = run_mt("align", "--run", str(toy_run), PROBE, "--layer", "7")
     assert result.returncode == 1 and "the decoder has 2 layers" in result.stderr

@@ -100,9 +100,7 @@ def test_public_source_path_zip_tsv_and_text_files(tmp_path):
     cfg = corpus_config(
         url=str(archive), url_format="tsv", url_member="fra.txt", tsv_columns=["en", "fr"]
     )
-    assert data.load_remote(cfg, tmp_path / "cache") == {
-        "all": [("Go.", "Va !"), ("Hi.", "Salut !")]
-    }
+    assert data.load_url(cfg, tmp_path / "cache") == {"all": [("Go.", "Va !"), ("Hi.", "Salut !")]}
 
     folder = tmp_path / "raw"
     folder.mkdir()
@@ -110,7 +108,7 @@ def test_public_source_path_zip_tsv_and_text_files(tmp_path):
         write(folder / f"{split}.en.gz", [f"{split} one"], gz=True)
         write(folder / f"{split}.fr.gz", [f"{split} un"], gz=True)
     cfg = corpus_config(url=str(folder), url_format="text")
-    assert data.load_remote(cfg, tmp_path / "cache") == {
+    assert data.load_url(cfg, tmp_path / "cache") == {
         "train": [("train one", "train un")],
         "dev": [("dev one", "dev un")],
     }

@@ -1,14 +1,12 @@
 """The stage cache, the run directory, and configuration errors."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from mt import pipeline
-from tests.conftest import toy_config
+from mt.run import RunError, load_run
+from tests.conftest import run_mt, toy_config
 
 
 def test_unchanged_config_reruns_nothing_and_new_model_reuses_tokenizer(tmp_path, caplog):
@@ -45,24 +43,27 @@ def test_a_different_config_in_the_same_run_dir_is_refused(tmp_path):
     pipeline.train_pipeline(toy_config(tmp_path, "train.max_steps=1", "train.validate_every=1"))
     changed = toy_config(tmp_path, "train.max_steps=1", "train.lr=0.5")
     with pytest.raises(
-        pipeline.RunError, match=r"another config: train\.lr \(0\.003 -> 0\.5\).*overwrite=true"
+        RunError, match=r"another config: train\.lr \(0\.003 -> 0\.5\).*overwrite=true"
     ):
         pipeline.train_pipeline(changed)
 
 
-def mt(*args, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "mt", *args], capture_output=True, text=True, timeout=120, **kwargs
-    )
-
-
 def test_unknown_config_key_is_one_clear_error(tmp_path):
-    result = mt("train", "train.learning_rate=0.1", f"run_dir={tmp_path}")
+    result = run_mt("train", "train.learning_rate=0.1", f"run_dir={tmp_path}")
     assert result.returncode != 0
     assert (
-        "Key 'learning_rate' is not in struct" in result.stderr and "Traceback" not in result.stderr
+        "Key 'learning_rate' not in 'TrainConfig'" in result.stderr
+        and "Traceback" not in result.stderr
     )
-    result = mt("train", "model=nope")
+    result = run_mt("train", "train.lr=fast", f"run_dir={tmp_path}")
+    assert (
+        result.returncode != 0
+        and "Value 'fast' of type 'str' could not be converted to Float" in result.stderr
+    )
+    result = run_mt("train", "data=hub", "data.src_lang=de")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the config leaves data.tgt_lang unset" in result.stderr
+    result = run_mt("train", "model=nope")
     assert result.returncode != 0 and "Could not find 'model/nope'" in result.stderr
 
 
@@ -76,7 +77,7 @@ def test_averaged_checkpoint_is_the_mean_of_the_kept_ones(toy_run):
     )
     for name, weights in averaged["model"].items():
         torch.testing.assert_close(weights, (a[name] + b[name]) / 2)
-    assert pipeline.load_run(toy_run, "averaged").model is not None
+    assert load_run(toy_run, "averaged").model is not None
 
 
 def test_a_model_config_that_cannot_be_built_is_one_clear_error(tmp_path):
@@ -86,7 +87,7 @@ def test_a_model_config_that_cannot_be_built_is_one_clear_error(tmp_path):
         f"cache_dir={tmp_path}",
         f"run_dir={tmp_path / 'r'}",
     ]
-    result = mt("train", *args, "model=rnn_bahdanau", "model.attention=dot")
+    result = run_mt("train", *args, "model=rnn_bahdanau", "model.attention=dot")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert (
         "mt: error: dot attention needs query and key sizes equal, got 256 and 512" in result.stderr
@@ -97,7 +98,7 @@ def test_a_model_config_that_cannot_be_built_is_one_clear_error(tmp_path):
 def test_an_experiment_overrides_the_top_level_config():
     from hydra import compose, initialize_config_dir
 
-    from mt.cli import CONF_DIR
+    from mt.config import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["experiment=demo"])

@@ -1,17 +1,17 @@
 """Nothing lost: resume after a kill, refuse untrustworthy files, stop cleanly on signals and NaNs,
 and give the same result for the same seed."""
 
+import json
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
-from mt import checkpoint, pipeline, train
-from tests.conftest import TOY, make_config, toy_config
+from mt import checkpoint, loss, pipeline, train
+from mt.run import load_run
+from tests.conftest import TOY, make_config, run_mt, start_mt, toy_config, wait_until
 
 STEPS = [
     "train.validate_every=5",
@@ -39,10 +39,16 @@ def test_ten_plus_ten_steps_equal_twenty_bitwise(tmp_path):
     assert_same_weights(weights(straight), weights(resumed))
     state_a = checkpoint.load(straight / "checkpoints" / "last.pt")
     state_b = checkpoint.load(resumed / "checkpoints" / "last.pt")
-    assert state_a["progress"]["history"] == [
-        {**h, "minutes": state_a["progress"]["history"][i]["minutes"]}
-        for i, h in enumerate(state_b["progress"]["history"])
+    timeless = [
+        [
+            {k: v for k, v in h.items() if not k.startswith("minutes")}
+            for h in s["progress"]["history"]
+        ]
+        for s in (state_a, state_b)
     ]
+    assert timeless[0] == timeless[1] and len(timeless[0]) == 4
+    lines = (resumed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == state_b["progress"]["history"]
 
 
 def test_same_seed_same_checkpoint_and_bleu(tmp_path):
@@ -51,7 +57,7 @@ def test_same_seed_same_checkpoint_and_bleu(tmp_path):
         for n in "ab"
     ]
     assert_same_weights(weights(runs[0]), weights(runs[1]))
-    bleus = [checkpoint.load(r / "checkpoints" / "last.pt")["progress"]["best_bleu"] for r in runs]
+    bleus = [checkpoint.load(r / "checkpoints" / "last.pt")["progress"]["best_score"] for r in runs]
     assert bleus[0] == bleus[1]
     other = pipeline.train_pipeline(
         toy_config(tmp_path / "c", *STEPS, "train.max_steps=10", "seed=7")
@@ -91,7 +97,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 
 def test_non_finite_losses_are_skipped_then_stop_training(tmp_path, monkeypatch, caplog):
-    real = train.label_smoothed_loss
+    real = loss.label_smoothed_loss
     calls = {"n": 0}
 
     def sometimes_nan(logits, target, smoothing):
@@ -124,25 +130,7 @@ def test_checkpoint_of_another_shape_names_the_tensors(toy_run, tmp_path):
         checkpoint.CheckpointError,
         match=r"does not match the model config: .*ff\.0\.weight: checkpoint \(128, 64\) vs model \(96, 64\)",
     ):
-        pipeline.load_run(copy)
-
-
-def mt(*args, **kwargs):
-    return subprocess.Popen(
-        [sys.executable, "-m", "mt", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-
-
-def wait_for(path, proc, timeout=120):
-    start = time.time()
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() - start < timeout, f"{path} did not appear"
-        time.sleep(0.2)
+        load_run(copy)
 
 
 def train_args(tmp_path, *extra):
@@ -157,33 +145,73 @@ def train_args(tmp_path, *extra):
     ]
 
 
-def test_sigkill_then_rerun_resumes(tmp_path):
-    proc = mt(*train_args(tmp_path, "train.max_steps=100000"))
-    wait_for(tmp_path / "run" / "checkpoints" / "step-40.pt", proc)
+def newest_step(run_dir) -> int:
+    """The step of the newest complete checkpoint, whichever file holds it."""
+    steps = [checkpoint.load(p)["progress"]["step"] for p in (run_dir / "checkpoints").glob("*.pt")]
+    return max(steps)
+
+
+def test_sigkill_then_rerun_resumes_from_the_newest_checkpoint(tmp_path):
+    proc = start_mt(*train_args(tmp_path, "train.max_steps=100000"))
+    step_40 = tmp_path / "run" / "checkpoints" / "step-40.pt"
+    wait_until(step_40.exists, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    saved = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"]
+    saved = newest_step(tmp_path / "run")
     assert saved >= 40
-    rerun = subprocess.run(
-        [sys.executable, "-m", "mt", *train_args(tmp_path, f"train.max_steps={saved + 20}")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    rerun = run_mt(*train_args(tmp_path, f"train.max_steps={saved + 20}"))
     assert rerun.returncode == 0, rerun.stderr
-    assert (
-        f"resumed from {tmp_path / 'run' / 'checkpoints' / 'last.pt'} at step {saved}"
-        in rerun.stderr
-    )
+    assert f" at step {saved} (epoch" in rerun.stderr and "resumed from" in rerun.stderr
     assert (
         checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"]
         == saved + 20
     )
 
 
+def test_resume_takes_the_newest_checkpoint_whichever_file_holds_it(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for name, step in (("last.pt", 20), ("step-20.pt", 20), ("step-40.pt", 40)):
+        checkpoint.save(folder / name, {"progress": {"step": step}})
+    assert checkpoint.newest(folder)[0] == folder / "step-40.pt"
+    checkpoint.save(folder / "last.pt", {"progress": {"step": 45}})  # saved on the time interval
+    assert checkpoint.newest(folder)[0] == folder / "last.pt"
+    (folder / "last.pt").write_bytes(b"torn")
+    assert checkpoint.newest(folder)[0] == folder / "step-40.pt"
+
+
+def test_last_pt_is_saved_on_a_time_interval_between_validations(tmp_path):
+    # no validation before step 100000: only the interval can have written last.pt
+    args = [
+        "train.max_steps=100000",
+        "train.validate_every=100000",
+        "train.save_every_minutes=0.002",
+    ]
+    proc = start_mt(*train_args(tmp_path, *args))
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    wait_until(lambda: last.exists() and checkpoint.load(last)["progress"]["step"] >= 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list(last.parent.glob("step-*.pt"))
+    rerun = run_mt(*train_args(tmp_path, *args[1:], "train.max_steps=1"))
+    assert rerun.returncode == 0 and "training already finished" in rerun.stderr, rerun.stderr
+
+
+def test_a_second_training_of_the_same_run_is_refused_at_once(tmp_path):
+    first = start_mt(*train_args(tmp_path, "train.max_steps=100000"))
+    lock = tmp_path / "run" / ".lock"
+    wait_until(lambda: lock.exists() and f"process {first.pid}" in lock.read_text(), first)
+    second = run_mt(*train_args(tmp_path, "train.max_steps=100000"), timeout=120)
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    assert f"is being trained by process {first.pid} (since " in second.stderr
+    first.send_signal(signal.SIGKILL)  # the kernel releases the lock of a killed process
+    first.wait()
+    third = run_mt(*train_args(tmp_path, "train.max_steps=1"))
+    assert third.returncode == 0, third.stderr
+
+
 def test_sigterm_saves_and_exits_without_traceback(tmp_path):
-    proc = mt(*train_args(tmp_path, "train.max_steps=100000"))
-    wait_for(tmp_path / "run" / "checkpoints" / "step-20.pt", proc)
+    proc = start_mt(*train_args(tmp_path, "train.max_steps=100000"))
+    wait_until((tmp_path / "run" / "checkpoints" / "step-20.pt").exists, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM
@@ -194,25 +222,13 @@ def test_sigterm_saves_and_exits_without_traceback(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_translate_stops_cleanly_on_a_signal(toy_run, sig):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mt", "translate", "--run", str(toy_run), "--batch-size", "1"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_mt("translate", "--run", str(toy_run), stdin=subprocess.PIPE)
     proc.stdin.write("The black cat ate the mouse.\n")
     proc.stdin.flush()
     assert proc.stdout.readline() == "Le chat noir a mangé la souris.\n"
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig and "Traceback" not in stderr
-
-
-def run_mt(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "mt", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_translate_input_errors(toy_run, tmp_path):
@@ -259,7 +275,7 @@ def test_overwrite_true_starts_afresh(tmp_path):
 
 
 def test_input_longer_than_the_model_is_cut_with_a_warning(toy_run, caplog):
-    run = pipeline.load_run(toy_run, device="cpu")
+    run = load_run(toy_run, device="cpu")
     run.model.max_positions = 12
     hyps = list(run.translate(["The black cat ate the mouse. " * 5, "A dog saw a cat."]))
     assert "input 1: longer than the model's 12 positions" in caplog.text

@@ -4,7 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mt.cli import CONF_DIR
+from mt.config import CONF_DIR
 from mt.models import build_model
 from mt.tokenizer import BOS, PAD
 
@@ -79,7 +79,7 @@ def test_state_reorder_follows_the_index(model, batch):
 def test_label_smoothed_loss_and_its_gradient_equal_torchs():
     import torch.nn.functional as F
 
-    from mt.train import label_smoothed_loss
+    from mt.loss import label_smoothed_loss
 
     torch.manual_seed(2)
     logits = (torch.randn(3, 5, 11) * 3).requires_grad_()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from omegaconf import DictConfig
 
+from mt.errors import MTError
 from mt.models.base import DecoderState, Memory, Seq2Seq
 from mt.models.rnn import RNNSeq2Seq
 from mt.models.transformer import Transformer
@@ -11,50 +14,24 @@ from mt.models.transformer import Transformer
 __all__ = ["DecoderState", "Memory", "ModelConfigError", "Seq2Seq", "build_model"]
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(MTError, ValueError):
     """A model config that cannot be built; the message names the keys."""
+
+
+# arch name -> (model config section, source vocab size, target vocab size, shared vocab) -> model
+ARCHITECTURES: dict[str, Callable[[DictConfig, int, int, bool], Seq2Seq]] = {
+    "transformer": Transformer.from_config,
+    "rnn": RNNSeq2Seq.from_config,
+}
 
 
 def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool) -> Seq2Seq:
     """The model described by `cfg` (a conf/model entry) for the given vocabulary sizes."""
+    if cfg.arch not in ARCHITECTURES:
+        raise ModelConfigError(
+            f"model.arch: unknown architecture {cfg.arch!r} ({' or '.join(ARCHITECTURES)})"
+        )
     try:
-        return _build(cfg, src_vocab, tgt_vocab, shared_vocab)
+        return ARCHITECTURES[cfg.arch](cfg, src_vocab, tgt_vocab, shared_vocab)
     except ValueError as e:
         raise ModelConfigError(str(e)) from None
-
-
-def _build(cfg: DictConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool) -> Seq2Seq:
-    if cfg.arch == "transformer":
-        return Transformer(
-            src_vocab,
-            tgt_vocab,
-            d_model=cfg.d_model,
-            heads=cfg.heads,
-            ff_dim=cfg.ff_dim,
-            encoder_layers=cfg.encoder_layers,
-            decoder_layers=cfg.decoder_layers,
-            dropout=cfg.dropout,
-            attention_dropout=cfg.attention_dropout,
-            tie_embeddings=cfg.tie_embeddings,
-            shared_vocab=shared_vocab,
-            max_positions=cfg.max_positions,
-            align_layer=cfg.align_layer,
-            align_head=cfg.align_head,
-        )
-    if cfg.arch == "rnn":
-        return RNNSeq2Seq(
-            src_vocab,
-            tgt_vocab,
-            style=cfg.style,
-            attention=cfg.attention,
-            cell=cfg.cell,
-            embedding_dim=cfg.embedding_dim,
-            encoder_hidden=cfg.encoder_hidden,
-            decoder_hidden=cfg.decoder_hidden,
-            encoder_layers=cfg.encoder_layers,
-            decoder_layers=cfg.decoder_layers,
-            dropout=cfg.dropout,
-            tie_embeddings=cfg.tie_embeddings,
-            shared_vocab=shared_vocab,
-        )
-    raise ValueError(f"model.arch: unknown architecture {cfg.arch!r} (transformer or rnn)")

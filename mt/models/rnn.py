@@ -129,6 +129,25 @@ class RNNSeq2Seq(Seq2Seq):
                 )
             self.output.weight = tgt_embedding.weight
 
+    @classmethod
+    def from_config(cls, cfg, src_vocab: int, tgt_vocab: int, shared_vocab: bool) -> RNNSeq2Seq:
+        """The RNN of a conf/model section (arch: rnn)."""
+        return cls(
+            src_vocab,
+            tgt_vocab,
+            style=cfg.style,
+            attention=cfg.attention,
+            cell=cfg.cell,
+            embedding_dim=cfg.embedding_dim,
+            encoder_hidden=cfg.encoder_hidden,
+            decoder_hidden=cfg.decoder_hidden,
+            encoder_layers=cfg.encoder_layers,
+            decoder_layers=cfg.decoder_layers,
+            dropout=cfg.dropout,
+            tie_embeddings=cfg.tie_embeddings,
+            shared_vocab=shared_vocab,
+        )
+
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> Memory:
         states, final = self.encoder(src_ids, src_mask)
         return Memory(states, src_mask, final, keys=self.attention.prepare(states))

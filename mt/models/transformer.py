@@ -169,8 +169,40 @@ class Transformer(Seq2Seq):
         if tie_embeddings:
             self.output.weight = tgt_embedding.weight
         self.max_positions = max_positions
-        self.align_layer = align_layer % decoder_layers
-        self.align_head = align_head
+        self.heads = heads
+        self.align_layer, self.align_head = decoder_layers - 1, None
+        self.choose_alignment(align_layer, align_head)
+
+    @classmethod
+    def from_config(cls, cfg, src_vocab: int, tgt_vocab: int, shared_vocab: bool) -> Transformer:
+        """The Transformer of a conf/model section (arch: transformer)."""
+        return cls(
+            src_vocab,
+            tgt_vocab,
+            d_model=cfg.d_model,
+            heads=cfg.heads,
+            ff_dim=cfg.ff_dim,
+            encoder_layers=cfg.encoder_layers,
+            decoder_layers=cfg.decoder_layers,
+            dropout=cfg.dropout,
+            attention_dropout=cfg.attention_dropout,
+            tie_embeddings=cfg.tie_embeddings,
+            shared_vocab=shared_vocab,
+            max_positions=cfg.max_positions,
+            align_layer=cfg.align_layer,
+            align_head=cfg.align_head,
+        )
+
+    def choose_alignment(self, layer: int | None = None, head: int | None = None) -> None:
+        layers, heads = len(self.decoder_layers), self.heads
+        if layer is not None:
+            if not -layers <= layer < layers:
+                raise ValueError(f"layer {layer}: the decoder has {layers} layers")
+            self.align_layer = layer % layers
+        if head is not None:
+            if not 0 <= head < heads:
+                raise ValueError(f"head {head}: the model has {heads} heads")
+            self.align_head = head
 
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> Memory:
         x = self.src_embed(src_ids)  # (B, S, D)

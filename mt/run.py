@@ -1,0 +1,243 @@
+"""A run directory: its config check, the lock its training holds, and `Run` — a trained model loaded
+for decoding. Nothing here imports training, TensorBoard or `datasets`."""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mt import checkpoint, tokenizer
+from mt.alignment import Alignment
+from mt.decoding import DecodeOptions, Hypothesis, forced_decode, translate_ids
+from mt.errors import MTError
+from mt.models import Seq2Seq, build_model
+from mt.process import git_commit, resolve_device
+
+log = logging.getLogger(__name__)
+
+# keys a run may change between invocations without becoming another run
+RESUMABLE_KEYS = {
+    "train.ddp_timeout_minutes",
+    "train.max_steps",
+    "train.max_minutes",
+    "train.max_epochs",
+    "train.patience",
+    "train.validate_every",
+    "train.log_every",
+    "train.threads",
+    "train.save_every_minutes",
+    "device",
+    "data_dir",
+    "cache_dir",
+    "overwrite",
+    "meta",
+}
+
+
+# keys added after runs were made with the defaults they stand for: a saved config without them
+# holds these values
+ADDED_KEYS = {"train.stop_metric": "bleu", "train.metrics": ["bleu", "chrf"]}
+
+
+class RunError(MTError):
+    """A run directory that cannot be used as asked; the message names it and what to do."""
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Keys whose values differ between two configs, ignoring those a resumed run may change."""
+    a, b = {**ADDED_KEYS, **flatten(saved)}, flatten(current)
+
+    def relevant(k: str) -> bool:
+        return not any(
+            k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS
+        ) and not k.startswith("decode.")
+
+    return sorted(k for k in set(a) | set(b) if relevant(k) and a.get(k) != b.get(k))
+
+
+class RunLock:
+    """An exclusive lock on a run directory (`<run>/.lock`, flock), held while a process trains it.
+
+    A second training of the same run stops at once, naming the process that holds it. The kernel
+    releases the lock when the process ends, also after SIGKILL. Re-entrant within one process.
+    """
+
+    _held: dict[Path, tuple[int, int]] = {}  # path -> (file descriptor, depth)
+
+    def __init__(self, run_dir: str | Path):
+        self.path = (Path(run_dir) / ".lock").resolve()
+
+    def __enter__(self) -> RunLock:
+        if self.path in self._held:
+            fd, depth = self._held[self.path]
+            self._held[self.path] = (fd, depth + 1)
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunError(
+                f"{self.path.parent} is being trained by {holder}; wait for it to end or stop it, "
+                "or choose another name=..."
+            ) from None
+        os.ftruncate(fd, 0)
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        os.write(fd, f"process {os.getpid()} (since {started})\n".encode())
+        self._held[self.path] = (fd, 1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fd, depth = self._held[self.path]
+        if depth > 1:
+            self._held[self.path] = (fd, depth - 1)
+            return
+        del self._held[self.path]
+        os.ftruncate(fd, 0)
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def init_run(cfg: DictConfig, tokenizer_folder: Path) -> Path:
+    """Create (or re-open) the run directory; refuse one that holds a different run."""
+    run_dir = Path(cfg.run_dir)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    saved_path = run_dir / "config.yaml"
+    if saved_path.exists():
+        saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True)
+        differences = config_differences(saved, current)
+        if differences and not cfg.overwrite:
+            shown = ", ".join(
+                f"{k} ({flatten(saved).get(k)!r} -> {flatten(current).get(k)!r})"
+                for k in differences[:6]
+            )
+            raise RunError(
+                f"{run_dir} holds a run with another config: {shown}. "
+                f"Choose a new name=..., or pass overwrite=true to start it afresh."
+            )
+        if cfg.overwrite:
+            log.warning("overwrite=true: removing %s", run_dir)
+            for entry in run_dir.iterdir():
+                if entry.name != ".lock":  # held by this process
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    current["meta"] = {
+        "git_commit": git_commit(),
+        "torch": str(torch.__version__),
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    if not saved_path.exists():
+        checkpoint.atomic_write_text(saved_path, OmegaConf.to_yaml(OmegaConf.create(current)))
+    if not (run_dir / "tokenizer").exists():
+        tmp = run_dir / ".tokenizer.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(tokenizer_folder, tmp)
+        os.replace(tmp, run_dir / "tokenizer")
+    return run_dir
+
+
+def build_for(cfg: DictConfig, tok: tokenizer.Tokenizer) -> Seq2Seq:
+    """The model of config `cfg` for the vocabularies of `tok`."""
+    return build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, shared_vocab=tok.joint)
+
+
+@dataclass
+class Run:
+    """A trained run, loaded for decoding: everything comes from its directory."""
+
+    dir: Path
+    cfg: DictConfig
+    tokenizer: tokenizer.Tokenizer
+    model: Seq2Seq
+    device: torch.device
+
+    def options(self, **overrides) -> DecodeOptions:
+        """The run's decoding options (its `decode` config section), with `overrides` not None."""
+        return DecodeOptions.from_config(self.cfg.decode, **overrides)
+
+    def translate(
+        self,
+        sentences: list[str],
+        options: DecodeOptions | None = None,
+        need_attn: bool = False,
+        first_number: int = 1,
+    ) -> Iterator[list[Hypothesis]]:
+        """Hypotheses per sentence (options.nbest each), in order, as they are decoded; warnings
+        number the sentences from `first_number`."""
+        return translate_ids(
+            self.model,
+            self.tokenizer.encode_src(sentences),
+            self.device,
+            options or self.options(),
+            need_attn,
+            first_number,
+        )
+
+    def align(
+        self, sentence: str, target: str | None = None, options: DecodeOptions | None = None
+    ) -> tuple[str, float, Alignment]:
+        """The translation of `sentence` (or the given `target`, forced) with its word alignment.
+
+        Returns (translation, score, alignment); a forced target is scored as search scores its
+        own translations.
+        """
+        options = options or self.options()
+        src_ids = self.tokenizer.encode_src([sentence])[0]
+        if target is None:
+            hyp = next(self.translate([sentence], replace(options, nbest=1), need_attn=True))[0]
+        else:
+            src = torch.tensor([src_ids], device=self.device)
+            tgt = torch.tensor(self.tokenizer.encode_tgt([target]), device=self.device)
+            hyp = forced_decode(self.model, src, tgt, options, need_attn=True)[0][0]
+        pieces = self.tokenizer.src_pieces(src_ids), self.tokenizer.tgt_pieces(hyp.tokens)
+        alignment = Alignment.from_subwords(*pieces, hyp.attention.float())
+        translation = target if target is not None else self.tokenizer.decode_tgt(hyp.tokens)
+        return translation, hyp.score, alignment
+
+
+def checkpoint_path(run_dir: Path, which: str) -> Path:
+    """The file of checkpoint `which` (best | last | averaged | a file name); best falls back to last."""
+    path = run_dir / "checkpoints" / (which if which.endswith(".pt") else f"{which}.pt")
+    if not path.exists() and which == "best":
+        path = run_dir / "checkpoints" / "last.pt"
+    return path
+
+
+def load_run(run_dir: str | Path, which: str | None = None, device: str = "auto") -> Run:
+    """The model of `run_dir` with checkpoint `which` (best | last | averaged | a file name; default:
+    the run's decode.checkpoint)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run directory not found: {run_dir}")
+    for needed in ("config.yaml", "tokenizer", "checkpoints"):
+        if not (run_dir / needed).exists():
+            raise RunError(
+                f"{run_dir} is not a complete run: it has no {needed} (was it trained with `mt train`?)"
+            )
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    tok = tokenizer.Tokenizer.load(run_dir / "tokenizer")
+    model = build_for(cfg, tok)
+    path = checkpoint_path(run_dir, which or cfg.decode.checkpoint)
+    checkpoint.load_model_state(model, checkpoint.load(path)["model"], path)
+    target = resolve_device(device)
+    return Run(run_dir, cfg, tok, model.to(target).eval(), target)

@@ -1,0 +1,64 @@
+"""Dev scores against training minutes for several runs, in one PNG, from each run's metrics.jsonl
+(the history its validations wrote; nothing is re-trained).
+
+python scripts/plot_curves.py runs/a runs/b -o docs/img/curves.png [--metric bleu] [--with-validation]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    """The validations of a run, one dict per line of its metrics.jsonl."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        raise SystemExit(f"{path}: no such file (a run trained with `mt train` writes it)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the PNG to write")
+    parser.add_argument("--metric", default="bleu", help="dev metric to plot (default: bleu)")
+    parser.add_argument(
+        "--with-validation",
+        action="store_true",
+        help="x axis: minutes including validation (default: training minutes alone)",
+    )
+    parser.add_argument("--label", action="append", help="a label per run (default: its name)")
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args()
+    x_key = "minutes_with_validation" if args.with_validation else "minutes"
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for i, run_dir in enumerate(args.runs):
+        history = [h for h in read_history(run_dir) if x_key in h and f"dev_{args.metric}" in h]
+        label = args.label[i] if args.label and i < len(args.label) else run_dir.name
+        axes.plot(
+            [h[x_key] for h in history],
+            [h[f"dev_{args.metric}"] for h in history],
+            marker=".",
+            label=label,
+        )
+    axes.set_xlabel("training minutes" + (" (with validation)" if args.with_validation else ""))
+    axes.set_ylabel(f"dev {args.metric} (greedy)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    if args.title:
+        axes.set_title(args.title)
+    figure.tight_layout()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.output)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

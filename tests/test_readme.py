@@ -1,0 +1,56 @@
+"""Every `mt train` / `make train` / `make bench` override the README documents composes with the
+configs in conf/, so the README cannot drift from them."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from mt.config import CONF_DIR
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+OVERRIDE = re.compile(r"^[+~]?[A-Za-z_][\w.]*=")
+
+
+def documented_overrides() -> list[list[str]]:
+    """The Hydra overrides of each documented training command, one list per choice of a sweep."""
+    text = README.read_text().replace("\\\n", " ")
+    commands = re.findall(r"mt train [^`\n]*", text)
+    commands += re.findall(r'make (?:train|bench)[^`\n]*ARGS="([^"]*)"', text)
+    found = []
+    for command in commands:
+        words = [w for w in shlex.split(command.replace("…", "")) if OVERRIDE.match(w)]
+        if any("${" in w or "..." in w for w in words):
+            continue
+        # a sweep (-m key=a,b,c) is composed once per choice
+        sweeps = [w for w in words if "," in w.split("=", 1)[1] and "{" not in w]
+        fixed = [w for w in words if w not in sweeps]
+        if not sweeps:
+            found.append(fixed)
+        for word in sweeps:
+            key, values = word.split("=", 1)
+            found.extend([*fixed, f"{key}={value}"] for value in values.split(","))
+    return found
+
+
+OVERRIDES = documented_overrides()
+
+
+def test_the_readme_documents_training_commands():
+    assert len(OVERRIDES) >= 8
+    assert [
+        "data=hub",
+        "data.hub=wmt14",
+        "data.hub_config=de-en",
+        "data.src_lang=de",
+        "data.tgt_lang=en",
+    ] in OVERRIDES
+
+
+@pytest.mark.parametrize("overrides", OVERRIDES, ids=[" ".join(o) for o in OVERRIDES])
+def test_a_documented_override_composes(overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    assert cfg.name and cfg.model.arch in ("transformer", "rnn")
