@@ -1,4 +1,5 @@
-"""Pre-tokenized corpora, token-budget batches bucketed by length, and padding/collation."""
+"""Pre-tokenized corpora, token-budget batches bucketed by length, padding/collation, and the
+updates of training: epoch after epoch, sharded among torchrun's processes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from mt import checkpoint
+from mt.errors import MTError
 from mt.tokenizer import BOS, PAD
 
 
@@ -140,3 +142,33 @@ def shard_updates(
     per_update = world_size * accumulate
     for position in range(start, n_batches - per_update + 1, per_update):
         yield position + per_update, [position + a * world_size + rank for a in range(accumulate)]
+
+
+def training_updates(
+    data: EncodedCorpus,
+    cfg,
+    seed: int,
+    progress,
+    world: int,
+    rank: int,
+    device: torch.device,
+) -> Iterator[tuple[int, int, bool, list[Batch]]]:
+    """For each update from `progress`'s position on, epoch after epoch: (epoch, the position after
+    it, whether it ends the epoch, this rank's batches), from train.batch_tokens / accumulate in
+    `cfg`. The caller records the position once the update is done, so a checkpoint never counts
+    an update that was not made."""
+    while True:
+        order = epoch_batches(data, cfg.batch_tokens, seed, progress.epoch)
+        shares = list(
+            shard_updates(len(order), progress.batch_in_epoch, world, rank, cfg.accumulate)
+        )
+        if not shares and progress.batch_in_epoch == 0:
+            raise MTError(
+                f"an epoch has {len(order)} batches but one update needs {world * cfg.accumulate} "
+                "(processes x train.accumulate): lower train.batch_tokens or train.accumulate"
+            )
+        for k, (position, indices) in enumerate(shares):
+            batches = [collate(data, order[i]).to(device) for i in indices]
+            yield progress.epoch, position, k == len(shares) - 1, batches
+        if not shares:  # a checkpoint taken at the very end of an epoch
+            progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0

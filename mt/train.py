@@ -4,12 +4,10 @@ at validations and on a time interval, TensorBoard. Resumes exactly from the new
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,10 +17,11 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from mt import checkpoint, distributed, metrics
-from mt.batching import Batch, EncodedCorpus, collate, epoch_batches, shard_updates, token_batches
+from mt.batching import Batch, EncodedCorpus, collate, token_batches, training_updates
 from mt.errors import MTError
 from mt.loss import label_smoothed_loss
 from mt.models.base import Seq2Seq
+from mt.progress import Progress, Window, append_metrics, progress_report, rewrite_metrics
 from mt.schedule import inverse_sqrt
 
 log = logging.getLogger(__name__)
@@ -45,30 +44,6 @@ class TrainingInterrupted(Exception):
             f"training stopped by {signal_name} at step {step}; saved {checkpoint_path}. "
             "Run the same command again to resume."
         )
-
-
-@dataclass
-class Progress:
-    """Where training is; saved in every checkpoint so a re-run resumes exactly."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    best_score: float = -math.inf  # of train.stop_metric, signed so that higher is better
-    best_step: int = 0
-    bad_validations: int = 0
-    train_seconds: float = 0.0
-    validation_seconds: float = 0.0
-    train_tokens: int = 0  # real target tokens trained on
-    finished: bool = False
-    history: list[dict] = field(default_factory=list)
-
-    @classmethod
-    def from_state(cls, state: dict) -> Progress:
-        state = dict(state)
-        if "best_bleu" in state:  # checkpoints written before train.stop_metric
-            state["best_score"] = state.pop("best_bleu")
-        return cls(**state)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -206,29 +181,6 @@ class Trainer:
         self.scheduler.step()
         return loss_sum / tokens, tokens
 
-    def updates(self) -> Iterator[tuple[int, int, bool, list[Batch]]]:
-        """For each update from the saved position on, epoch after epoch: (epoch, the position after it,
-        whether it ends the epoch, this rank's batches). The caller records the position once the
-        update is done, so a checkpoint never counts an update that was not made."""
-        while True:
-            p = self.progress
-            order = epoch_batches(self.train_data, self.cfg.batch_tokens, self.seed, p.epoch)
-            shares = list(
-                shard_updates(
-                    len(order), p.batch_in_epoch, self.world, self.rank, self.cfg.accumulate
-                )
-            )
-            if not shares and p.batch_in_epoch == 0:
-                raise TrainingError(
-                    f"an epoch has {len(order)} batches but one update needs {self.world * self.cfg.accumulate} "
-                    "(processes x train.accumulate): lower train.batch_tokens or train.accumulate"
-                )
-            for k, (position, indices) in enumerate(shares):
-                batches = [collate(self.train_data, order[i]).to(self.device) for i in indices]
-                yield p.epoch, position, k == len(shares) - 1, batches
-            if not shares:  # a checkpoint taken at the very end of an epoch
-                p.epoch, p.batch_in_epoch = p.epoch + 1, 0
-
     # --- validation ---------------------------------------------------------------------------
     @torch.inference_mode()
     def dev_loss(self) -> float:
@@ -263,7 +215,7 @@ class Trainer:
             **{f"dev_{k}": round(v, 2) for k, v in scores.items()},
         }
         p.history.append(record)
-        self._append_metrics(record)
+        append_metrics(self.run_dir, record)
         for key, value in {"loss": loss, "ppl": math.exp(min(loss, 50)), **scores}.items():
             writer.add_scalar(f"dev/{key}", value, p.step)
         best = abs(p.best_score)
@@ -275,15 +227,6 @@ class Trainer:
         if improved:
             self.save("best.pt")
         self.save("last.pt")
-
-    def _append_metrics(self, record: dict) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def _rewrite_metrics(self) -> None:
-        """metrics.jsonl as the checkpoint's history has it (drops validations a kill undid)."""
-        lines = "".join(json.dumps(h) + "\n" for h in self.progress.history)
-        checkpoint.atomic_write_text(self.run_dir / "metrics.jsonl", lines)
 
     # --- the loop -----------------------------------------------------------------------------
     def _should_stop(self) -> str | None:
@@ -306,7 +249,7 @@ class Trainer:
             )
             return self.progress
         if self.main:
-            self._rewrite_metrics()
+            rewrite_metrics(self.run_dir, self.progress.history)
         writer = self._start()
         with distributed.StopRequest() as stop:
             reason, interrupted = self._loop(stop, writer)
@@ -341,8 +284,10 @@ class Trainer:
     ) -> tuple[str, bool]:
         """Updates until the ranks agree to stop: (why, whether a signal stopped it)."""
         p, cfg = self.progress, self.cfg
-        updates = self.updates()
-        window = _Window()
+        updates = training_updates(
+            self.train_data, self.cfg, self.seed, p, self.world, self.rank, self.device
+        )
+        window = Window()
         nonfinite = 0
         bar = tqdm(
             total=cfg.max_steps,
@@ -376,7 +321,7 @@ class Trainer:
             bar.update(1)
             window.add(*result)
             if p.step % cfg.log_every == 0 and self.main:
-                self._log_window(writer, bar, epoch, window)
+                progress_report(writer, bar, p.step, epoch, window, self.scheduler.get_last_lr()[0])
             if p.step % cfg.validate_every == 0 and self.main:
                 self.validate(writer)
                 window.restart()
@@ -426,51 +371,3 @@ class Trainer:
             best,
             p.best_step,
         )
-
-    def _log_window(self, writer: SummaryWriter, bar: tqdm, epoch: int, window: _Window) -> None:
-        """Training scalars of the last `log_every` updates: TensorBoard, the progress bar, and the log
-        when there is no terminal (nohup, a scheduler)."""
-        loss, rate = window.loss(), window.rate()
-        window.restart()
-        lr = self.scheduler.get_last_lr()[0]
-        values = {
-            "loss": loss,
-            "ppl": math.exp(min(loss, 50)),
-            "lr": lr,
-            "tokens_per_s": rate,
-            "epoch": epoch,
-        }
-        for name, value in values.items():
-            writer.add_scalar(f"train/{name}", value, self.progress.step)
-        bar.set_postfix(
-            loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", lr=f"{lr:.2e}", ep=epoch, refresh=False
-        )
-        if bar.disable:
-            log.info(
-                "step %d: loss %.3f, %.0f target tokens/s, lr %.2e, epoch %d",
-                self.progress.step,
-                loss,
-                rate,
-                lr,
-                epoch,
-            )
-
-
-class _Window:
-    """Loss and throughput over the updates since the last log line."""
-
-    def __init__(self):
-        self.restart()
-
-    def restart(self) -> None:
-        self.tokens, self.loss_sum, self.start = 0, 0.0, time.perf_counter()
-
-    def add(self, loss: float, tokens: int) -> None:
-        self.loss_sum += loss * tokens
-        self.tokens += tokens
-
-    def loss(self) -> float:
-        return self.loss_sum / max(self.tokens, 1)
-
-    def rate(self) -> float:
-        return self.tokens / (time.perf_counter() - self.start)
