@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -93,6 +94,9 @@ def run_mt(*args: str, stdin: str | bytes | None = None, timeout: float = 300, *
 def start_mt(*args: str, **kwargs) -> subprocess.Popen:
     """`mt ARGS` started in a subprocess (stdout and stderr piped, text), for tests that interact."""
     options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs}
+    # Ctrl-C as at a terminal, also when the suite itself runs as a background job (which starts
+    # its children with SIGINT ignored)
+    options.setdefault("preexec_fn", lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return subprocess.Popen([sys.executable, "-m", "mt", *args], **options)
 
 
