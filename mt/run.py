@@ -148,7 +148,16 @@ def init_run(cfg: DictConfig, tokenizer_folder: Path) -> Path:
     }
     if not saved_path.exists():
         checkpoint.atomic_write_text(saved_path, OmegaConf.to_yaml(OmegaConf.create(current)))
-    if not (run_dir / "tokenizer").exists():
+    if (run_dir / "tokenizer").exists():
+        for model in sorted(Path(tokenizer_folder).glob("*.model")):
+            own = run_dir / "tokenizer" / model.name
+            if not own.exists() or own.read_bytes() != model.read_bytes():
+                raise RunError(
+                    f"{own} differs from the tokenizer this config "
+                    f"makes now ({model}): the run's token ids would not match its model. "
+                    "Choose a new name=..., or pass overwrite=true to start it afresh."
+                )
+    else:
         tmp = run_dir / ".tokenizer.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(tokenizer_folder, tmp)

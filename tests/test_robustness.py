@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mt import checkpoint, loss, pipeline, train
-from mt.run import load_run
+from mt.run import RunError, load_run
 from tests.conftest import TOY, make_config, run_mt, start_mt, toy_config, wait_until
 
 STEPS = [
@@ -281,3 +281,15 @@ def test_input_longer_than_the_model_is_cut_with_a_warning(toy_run, caplog):
     assert "input 1: longer than the model's 12 positions" in caplog.text
     assert all(len(h[0].tokens) <= 12 for h in hyps)
     assert run.tokenizer.decode_tgt(hyps[1][0].tokens) == "Un chien a vu un chat."
+
+
+def test_a_run_whose_tokenizer_differs_from_the_cache_is_refused(tmp_path):
+    cfg = toy_config(tmp_path, "train.max_steps=2", "train.validate_every=2")
+    run_dir = pipeline.train_pipeline(cfg)
+    spm = run_dir / "tokenizer" / "spm.model"
+    spm.write_bytes(spm.read_bytes() + b"changed")
+    cfg.train.max_steps = 4
+    with pytest.raises(
+        RunError, match=r"spm\.model differs from the tokenizer this config makes now"
+    ):
+        pipeline.train_pipeline(cfg)
