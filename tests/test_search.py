@@ -113,3 +113,16 @@ def test_forced_decoding_of_the_search_result_scores_as_search(run, sources):
         assert f[0].tokens == h[0].tokens
         assert f[0].score == pytest.approx(h[0].score, abs=1e-4)
         torch.testing.assert_close(f[0].attention, h[0].attention, atol=1e-4, rtol=1e-4)
+
+
+def test_evaluation_is_reused_while_checkpoint_and_settings_agree(toy_run, caplog):
+    caplog.set_level("INFO")
+    hyp = toy_run / "eval" / "test.hyp"
+    first = evaluate_run(toy_run, device="cpu")["test"]
+    stamp = hyp.stat().st_mtime_ns
+    again = evaluate_run(toy_run, device="cpu")["test"]
+    assert again == first and hyp.stat().st_mtime_ns == stamp
+    assert "same checkpoint and decoding settings, scores reused" in caplog.text
+    other = evaluate_run(toy_run, beam_size=2, device="cpu")["test"]  # new settings: decoded again
+    assert other["beam_size"] == 2 and hyp.stat().st_mtime_ns != stamp
+    evaluate_run(toy_run, device="cpu")  # leave the run's own scores behind
