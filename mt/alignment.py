@@ -35,6 +35,13 @@ class Alignment:
     source: list[str]
     target: list[str]
     weights: Tensor  # (len(target), len(source))
+    translation: str | None = None  # the translation aligned, when known
+    score: float | None = None  # its score, when known
+
+    @property
+    def links(self) -> list[tuple[int, int]]:
+        """Hard links (source index, target index), as `pharaoh()` writes them."""
+        return self.hard()
 
     @classmethod
     def from_subwords(

@@ -21,6 +21,12 @@ commands:
                            translate the sentences, or stdin line by line
   align --run DIR SENTENCE [--target T] [-o heatmap.png]
                            the attention alignment of a translation: heatmap and Pharaoh links
+  export --run DIR [--quantization int8]
+                           a Transformer run as a CTranslate2 model (DIR/ctranslate2) for
+                           --engine ctranslate2 (pip install 'mt[fast]')
+  serve --run DIR [--port 8000]
+                           an HTTP server: POST /translate, a page at / that shows the alignment
+                           (pip install 'mt[serve]')
 """
 
 
@@ -139,6 +145,15 @@ def eval_command(argv: list[str]) -> None:
         print(f"  {s['signatures']['bleu']}")
 
 
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=["torch", "ctranslate2"],
+        default="torch",
+        help="torch: mt's own decoding; ctranslate2: the run's CTranslate2 export (`mt export`)",
+    )
+
+
 def translate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mt translate",
@@ -163,6 +178,7 @@ def translate_parser() -> argparse.ArgumentParser:
         help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
     )
     parser.add_argument("--device", default="auto")
+    add_engine(parser)
     parser.add_argument(
         "--batch-size",
         type=positive_int,
@@ -185,44 +201,44 @@ def translate_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def translate_options(run, args: argparse.Namespace):
-    """The run's decoding options with the command line's; a contradiction is a UserError."""
-    options = run.options(
-        strategy=args.strategy,
-        beam_size=args.beam,
+def translate_options(translator, args: argparse.Namespace):
+    """The run's decoding options with the command line's; a contradiction is an error."""
+    return translator.options(
+        beam=args.beam,
         nbest=args.nbest,
+        strategy=args.strategy,
         batch_size=args.batch_size,
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
     )
-    if options.strategy == "beam" and options.nbest > options.beam_size:
-        raise UserError(f"--nbest {options.nbest} needs --beam of at least {options.nbest}")
-    if options.strategy == "greedy" and options.nbest > 1:
-        raise UserError("--nbest needs --strategy beam or sample: greedy search finds one")
-    return options
+
+
+def load_translator(args: argparse.Namespace):
+    from mt.translator import Translator
+
+    return Translator.load(args.run, args.checkpoint, args.device, args.engine)
 
 
 def translate_command(argv: list[str]) -> None:
     args = translate_parser().parse_args(argv)
     if any(not s.strip() for s in args.sentences):
         fail(UserError("an empty sentence was given to translate"))
-    from mt.run import load_run
 
     # SIGTERM as for Ctrl-C: stop after the lines already written
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        run = load_run(args.run, args.checkpoint, args.device)
-        options = translate_options(run, args)
+        translator = load_translator(args)
+        options = translate_options(translator, args)
         if args.sentences:
-            translate_lines(run, args.sentences, 0, options)
+            translate_lines(translator, args.sentences, 0, options)
             return
         if sys.stdin.isatty():
             print("mt: type a sentence and Enter; Ctrl-D ends", file=sys.stderr)
         done = 0
         for raw_lines in arrived_lines(sys.stdin.fileno(), options.batch_size):
             lines = [decode_line(raw, done + i + 1) for i, raw in enumerate(raw_lines)]
-            done = translate_lines(run, lines, done, options)
+            done = translate_lines(translator, lines, done, options)
     except (MTError, FileNotFoundError) as e:
         fail(e)
     except KeyboardInterrupt:
@@ -233,20 +249,20 @@ def translate_command(argv: list[str]) -> None:
         sys.stderr.close()
 
 
-def translate_lines(run, lines: list[str], done: int, options) -> int:
+def translate_lines(translator, lines: list[str], done: int, options) -> int:
     """Translate `lines` (inputs done+1, done+2, ...) and print one line each (nbest: K lines each);
     returns the number of inputs done."""
     for n, line in enumerate(lines, start=done + 1):
-        if unknown := run.tokenizer.unknown_source_chars(line):
+        if unknown := translator.tokenizer.unknown_source_chars(line):
             shown = " ".join(repr(c)[1:-1] if not c.isprintable() else c for c in unknown)
             print(
                 f"mt: warning: input {n}: not in the vocabulary, read as <unk>: {shown}",
                 file=sys.stderr,
             )
-    for hyps in run.translate(lines, options, first_number=done + 1):
-        for h in hyps:
-            text = one_line(run.tokenizer.decode_tgt(h.tokens))
-            print(f"{done} ||| {text} ||| {h.score:.4f}" if options.nbest > 1 else text)
+    for translation in translator.stream(lines, options, first_number=done + 1):
+        for c in translation.nbest:
+            text = one_line(c.text)
+            print(f"{done} ||| {text} ||| {c.score:.4f}" if options.nbest > 1 else text)
         done += 1
     sys.stdout.flush()
     return done
@@ -284,34 +300,66 @@ def align_parser() -> argparse.ArgumentParser:
         help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
     )
     parser.add_argument("--device", default="auto")
+    add_engine(parser)
     return parser
 
 
 def align_command(argv: list[str]) -> None:
     args = align_parser().parse_args(argv)
-    if not args.sentence.strip():
-        fail(UserError("an empty sentence was given to align"))
-    if args.target is not None and not args.target.strip():
-        fail(UserError("an empty --target was given: give the translation to align"))
-    from mt.run import load_run
-
     try:
-        run = load_run(args.run, args.checkpoint, args.device)
-        try:
-            run.model.choose_alignment(args.layer, args.head)
-        except ValueError as e:
-            raise UserError(f"--layer/--head: {e}") from None
-        options = run.options(beam_size=args.beam)
-        translation, score, alignment = run.align(args.sentence, args.target, options)
+        translator = load_translator(args)
+        alignment = translator.align(
+            args.sentence, args.target, beam=args.beam, layer=args.layer, head=args.head
+        )
     except (MTError, FileNotFoundError) as e:
         fail(e)
-    print(translation)
+    print(alignment.translation)
     if args.output:
-        alignment.save_png(args.output, title=f"{args.sentence} → {translation}")
+        alignment.save_png(args.output, title=f"{args.sentence} → {alignment.translation}")
         print(f"heatmap: {args.output}")
     else:
         print(alignment.terminal())
     print(alignment.pharaoh())
+
+
+def export_command(argv: list[str]) -> None:
+    from mt.ct2 import QUANTIZATIONS
+
+    parser = argparse.ArgumentParser(
+        prog="mt export",
+        description="Export a Transformer run for fast CPU inference with CTranslate2 "
+        "(pip install 'mt[fast]'); then decode it with --engine ctranslate2.",
+    )
+    parser.add_argument("--run", required=True, help="run directory (runs/<name>)")
+    parser.add_argument("--format", choices=["ctranslate2"], default="ctranslate2")
+    parser.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        default="float32",
+        help="weight type of the exported model (default: float32)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
+    )
+    parser.add_argument(
+        "-o", "--output", help="model directory to write (default: <run>/ctranslate2)"
+    )
+    args = parser.parse_args(argv)
+    from mt.ct2 import export
+    from mt.run import load_run
+
+    try:
+        folder = export(load_run(args.run, args.checkpoint, "cpu"), args.output, args.quantization)
+    except (MTError, FileNotFoundError) as e:
+        fail(e)
+    print(f"exported {args.run} ({args.quantization}) to {folder}")
+
+
+def serve_command(argv: list[str]) -> None:
+    from mt.serve import serve_command
+
+    serve_command(argv)
 
 
 COMMANDS = {
@@ -319,6 +367,8 @@ COMMANDS = {
     "eval": eval_command,
     "translate": translate_command,
     "align": align_command,
+    "export": export_command,
+    "serve": serve_command,
 }
 
 

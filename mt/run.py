@@ -179,6 +179,7 @@ class Run:
     tokenizer: tokenizer.Tokenizer
     model: Seq2Seq
     device: torch.device
+    checkpoint_file: Path | None = None  # the file its weights came from
 
     def options(self, **overrides) -> DecodeOptions:
         """The run's decoding options (its `decode` config section), with `overrides` not None."""
@@ -202,26 +203,40 @@ class Run:
             first_number,
         )
 
+    def force(self, sentence: str, target: str, options: DecodeOptions) -> Hypothesis:
+        """The given `target` as a hypothesis of `sentence`: its attention, and its score as search
+        scores its own translations."""
+        src = torch.tensor(self.tokenizer.encode_src([sentence]), device=self.device)
+        tgt = torch.tensor(self.tokenizer.encode_tgt([target]), device=self.device)
+        return forced_decode(self.model, src, tgt, options, need_attn=True)[0][0]
+
     def align(
         self, sentence: str, target: str | None = None, options: DecodeOptions | None = None
     ) -> tuple[str, float, Alignment]:
-        """The translation of `sentence` (or the given `target`, forced) with its word alignment.
+        """The translation of `sentence` (or the given `target`, forced) with its word alignment:
+        (translation, score, alignment)."""
+        return align_sentence(self, sentence, target, options or self.options())
 
-        Returns (translation, score, alignment); a forced target is scored as search scores its
-        own translations.
-        """
-        options = options or self.options()
-        src_ids = self.tokenizer.encode_src([sentence])[0]
-        if target is None:
-            hyp = next(self.translate([sentence], replace(options, nbest=1), need_attn=True))[0]
-        else:
-            src = torch.tensor([src_ids], device=self.device)
-            tgt = torch.tensor(self.tokenizer.encode_tgt([target]), device=self.device)
-            hyp = forced_decode(self.model, src, tgt, options, need_attn=True)[0][0]
-        pieces = self.tokenizer.src_pieces(src_ids), self.tokenizer.tgt_pieces(hyp.tokens)
-        alignment = Alignment.from_subwords(*pieces, hyp.attention.float())
-        translation = target if target is not None else self.tokenizer.decode_tgt(hyp.tokens)
-        return translation, hyp.score, alignment
+
+def align_sentence(
+    model, sentence: str, target: str | None, options: DecodeOptions
+) -> tuple[str, float, Alignment]:
+    """(translation, score, word alignment) of `sentence` by `model` (a Run or another engine with
+    `tokenizer`, `translate` and `force`); with `target`, that translation is forced."""
+    tok = model.tokenizer
+    if target is None:
+        hyp = next(model.translate([sentence], replace(options, nbest=1), need_attn=True))[0]
+    else:
+        hyp = model.force(sentence, target, options)
+    alignment = word_alignment(tok, tok.encode_src([sentence])[0], hyp)
+    translation = target if target is not None else tok.decode_tgt(hyp.tokens)
+    return translation, hyp.score, alignment
+
+
+def word_alignment(tok: tokenizer.Tokenizer, src_ids: list[int], hyp: Hypothesis) -> Alignment:
+    """The word-level alignment of a hypothesis decoded with attention."""
+    pieces = tok.src_pieces(src_ids), tok.tgt_pieces(hyp.tokens)
+    return Alignment.from_subwords(*pieces, hyp.attention.float())
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:
@@ -249,4 +264,4 @@ def load_run(run_dir: str | Path, which: str | None = None, device: str = "auto"
     path = checkpoint_path(run_dir, which or cfg.decode.checkpoint)
     checkpoint.load_model_state(model, checkpoint.load(path)["model"], path)
     target = resolve_device(device)
-    return Run(run_dir, cfg, tok, model.to(target).eval(), target)
+    return Run(run_dir, cfg, tok, model.to(target).eval(), target, path)

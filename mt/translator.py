@@ -1,0 +1,223 @@
+"""`Translator`: a trained run put to use from Python — translations with scores, n-best lists and
+word alignments, decoded by mt's own PyTorch code or by CTranslate2 (`engine="ctranslate2"`, after
+`mt export`). The CLI's translate and align, and the server, use it. It imports nothing of training.
+
+    from mt import Translator
+    translator = Translator.load("runs/multi30k_en_de-transformer_tiny")
+    translator.translate(["A man rides a bike."], beam=5)[0].text
+    alignment = translator.align("The black cat ate the mouse.")
+    alignment.pharaoh(); alignment.save_png("cat.png")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mt.alignment import Alignment
+from mt.decoding import DecodeOptions
+from mt.errors import MTError
+from mt.run import align_sentence, checkpoint_path, load_run, word_alignment
+
+ENGINES = ("torch", "ctranslate2")
+
+
+class TranslatorError(MTError, ValueError):
+    """Decoding options or input that cannot be used; the message names the option."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One hypothesis: its text and score (log p / length^length_penalty)."""
+
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The translation of one sentence: the best hypothesis, the n-best list (best first, the best
+    included) and, when asked for, the word alignment of the best."""
+
+    source: str
+    text: str
+    score: float
+    nbest: tuple[Candidate, ...]
+    alignment: Alignment | None = None
+
+
+class Translator:
+    """A trained run loaded for decoding. `engine` is "torch" (mt's own decoding; any architecture)
+    or "ctranslate2" (a Transformer run exported with `mt export --format ctranslate2`)."""
+
+    def __init__(self, model, engine: str):
+        self.model, self.engine = model, engine
+        self.tokenizer = model.tokenizer
+        self.cfg = model.cfg
+        self.dir: Path = Path(model.dir)
+
+    @classmethod
+    def load(
+        cls,
+        run: str | Path,
+        checkpoint: str | None = None,
+        device: str = "auto",
+        engine: str = "torch",
+        export_dir: str | Path | None = None,
+    ) -> Translator:
+        """The run directory `run` with checkpoint `checkpoint` (best | last | averaged | a file in
+        checkpoints/; default: the run's decode.checkpoint)."""
+        if engine not in ENGINES:
+            raise TranslatorError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
+        if engine == "torch":
+            return cls(load_run(run, checkpoint, device), engine)
+        from omegaconf import OmegaConf
+
+        from mt import tokenizer
+        from mt.ct2 import CTranslate2Model
+        from mt.run import RunError
+
+        if device not in ("auto", "cpu"):
+            raise TranslatorError(f"device {device!r}: the ctranslate2 engine runs on the CPU")
+        run = Path(run)
+        if not (run / "config.yaml").exists():
+            raise RunError(f"{run} is not a run directory (it has no config.yaml)")
+        cfg = OmegaConf.load(run / "config.yaml")
+        tok = tokenizer.Tokenizer.load(run / "tokenizer")
+        which = checkpoint or cfg.decode.checkpoint
+        model = CTranslate2Model.load(run, cfg, tok, checkpoint_path(run, which), export_dir)
+        return cls(model, engine)
+
+    def options(
+        self,
+        beam: int | None = None,
+        nbest: int | None = None,
+        strategy: str | None = None,
+        batch_size: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> DecodeOptions:
+        """The run's decoding options (its `decode` section) with those given; checked."""
+        options = self.model.options(
+            beam_size=beam,
+            nbest=nbest,
+            strategy=strategy,
+            batch_size=batch_size,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+        )
+        for name in ("beam_size", "nbest", "batch_size"):
+            if getattr(options, name) < 1:
+                raise TranslatorError(f"{name} must be at least 1, not {getattr(options, name)}")
+        if options.strategy not in ("greedy", "beam", "sample"):
+            raise TranslatorError(f"strategy {options.strategy!r}: greedy, beam or sample")
+        if options.strategy == "beam" and options.nbest > options.beam_size:
+            raise TranslatorError(f"nbest {options.nbest} needs a beam of at least {options.nbest}")
+        if options.strategy == "greedy" and options.nbest > 1:
+            raise TranslatorError(
+                "nbest > 1 needs strategy beam or sample: greedy search finds one"
+            )
+        return options
+
+    @contextmanager
+    def reading(self, layer: int | None, head: int | None):
+        """Attention read from decoder layer `layer` and head `head` (None: the model's choice)
+        while the block runs."""
+        if layer is None and head is None:
+            yield
+            return
+        if self.engine != "torch":
+            raise TranslatorError(
+                "layer/head: the ctranslate2 engine returns the attention of the layer chosen at "
+                f"export (layer {self.model.info['align_layer']}, heads averaged); use engine torch"
+            )
+        model = self.model.model
+        saved = model.align_layer, model.align_head
+        try:
+            model.choose_alignment(layer, head)
+        except ValueError as e:
+            raise TranslatorError(f"layer/head: {e}") from None
+        try:
+            yield
+        finally:
+            model.align_layer, model.align_head = saved
+
+    def stream(
+        self,
+        sentences: Sequence[str],
+        options: DecodeOptions,
+        align: bool = False,
+        first_number: int = 1,
+    ) -> Iterator[Translation]:
+        """Translations of `sentences` in order, each as soon as it and those before it are done."""
+        tok = self.tokenizer
+        sentences = list(sentences)
+        sources = tok.encode_src(sentences) if align else None
+        hypotheses = self.model.translate(sentences, options, align, first_number)
+        for i, hyps in enumerate(hypotheses):
+            nbest = tuple(Candidate(tok.decode_tgt(h.tokens), h.score) for h in hyps)
+            alignment = None
+            if align and hyps[0].attention is not None:
+                alignment = word_alignment(tok, sources[i], hyps[0])
+                alignment = replace(alignment, translation=nbest[0].text, score=nbest[0].score)
+            elif align:  # an empty source: nothing to align
+                alignment = Alignment([], [], _empty(), nbest[0].text, nbest[0].score)
+            yield Translation(sentences[i], nbest[0].text, nbest[0].score, nbest, alignment)
+
+    def translate(
+        self,
+        sentences: Sequence[str],
+        *,
+        beam: int | None = None,
+        nbest: int | None = None,
+        strategy: str | None = None,
+        batch_size: int | None = None,
+        align: bool = False,
+        layer: int | None = None,
+        head: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> list[Translation]:
+        """Translate `sentences` (a list of strings). beam 1 is greedy search; `align=True` adds the
+        word alignment of each best translation, read from decoder `layer` / `head`."""
+        if isinstance(sentences, str):
+            raise TranslatorError("sentences: give a list of strings, not one string")
+        if bad := [i for i, s in enumerate(sentences) if not isinstance(s, str)]:
+            raise TranslatorError(f"sentences: item {bad[0]} is not a string")
+        options = self.options(beam, nbest, strategy, batch_size, temperature, top_k, top_p)
+        with self.reading(layer, head):
+            return list(self.stream(sentences, options, align))
+
+    def align(
+        self,
+        sentence: str,
+        target: str | None = None,
+        *,
+        beam: int | None = None,
+        layer: int | None = None,
+        head: int | None = None,
+    ) -> Alignment:
+        """The word alignment of `sentence` and its translation (or the given `target`, forced):
+        `.weights` (target words × source words), `.source`, `.target`, `.pharaoh()`, `.links`,
+        `.save_png(path)`, `.translation` and `.score`."""
+        if not sentence.strip():
+            raise TranslatorError("an empty sentence was given to align")
+        if target is not None and not target.strip():
+            raise TranslatorError("an empty target was given: give the translation to align")
+        options = replace(self.options(beam=beam), nbest=1)
+        if options.strategy == "sample":
+            options = replace(options, strategy="beam")
+        with self.reading(layer, head):
+            translation, score, alignment = align_sentence(self.model, sentence, target, options)
+        return replace(alignment, translation=translation, score=score)
+
+
+def _empty():
+    import torch
+
+    return torch.zeros(0, 0)
