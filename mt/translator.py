@@ -136,7 +136,7 @@ class Translator:
                 f"export (layer {self.model.info['align_layer']}, heads averaged); use engine torch"
             )
         model = self.model.model
-        saved = model.align_layer, model.align_head
+        saved = {k: getattr(model, k) for k in ("align_layer", "align_head") if hasattr(model, k)}
         try:
             model.choose_alignment(layer, head)
         except ValueError as e:
@@ -144,7 +144,8 @@ class Translator:
         try:
             yield
         finally:
-            model.align_layer, model.align_head = saved
+            for k, v in saved.items():
+                setattr(model, k, v)
 
     def stream(
         self,
