@@ -3,8 +3,10 @@ Pharaoh `i-j` format, alignment error rate, and heatmaps as PNG figures or termi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -47,32 +49,56 @@ class Alignment:
     def from_subwords(
         cls, src_pieces: Sequence[str], tgt_pieces: Sequence[str], attention: Tensor
     ) -> Alignment:
-        """attention (T, S) over pieces. Source pieces of a word are summed (the attention mass the
-        word got); target pieces of a word are averaged (one distribution per word). The end-of-sentence
-        token is dropped from both sides."""
+        """attention (T, S) over pieces, words found from the pieces' '▁' marks. Source pieces of a
+        word are summed (the attention mass the word got); target pieces of a word are averaged
+        (one distribution per word). The end-of-sentence token is dropped from both sides."""
         src_pieces, tgt_pieces = list(src_pieces), list(tgt_pieces)
         if src_pieces and src_pieces[-1] == "</s>":
             src_pieces, attention = src_pieces[:-1], attention[:, :-1]
         if tgt_pieces and tgt_pieces[-1] == "</s>":
             tgt_pieces, attention = tgt_pieces[:-1], attention[:-1]
         src_groups, tgt_groups = word_groups(src_pieces), word_groups(tgt_pieces)
-        columns = torch.stack([attention[:, g].sum(1) for g in src_groups], 1)  # (T, S_words)
-        weights = (
-            torch.stack([columns[g].mean(0) for g in tgt_groups]) if tgt_groups else columns[:0]
-        )
-        return cls(
+        return cls.from_groups(
             [word_text(src_pieces, g) for g in src_groups],
             [word_text(tgt_pieces, g) for g in tgt_groups],
-            weights,
+            src_groups,
+            tgt_groups,
+            attention,
         )
 
-    def hard(self) -> list[tuple[int, int]]:
-        """(source index, target index) links: each target word to the source word it attends most."""
-        return (
-            [(int(i), j) for j, i in enumerate(self.weights.argmax(1).tolist())]
-            if len(self.target)
-            else []
+    @classmethod
+    def from_groups(
+        cls,
+        source: list[str],
+        target: list[str],
+        src_groups: list[list[int]],
+        tgt_groups: list[list[int]],
+        attention: Tensor,
+    ) -> Alignment:
+        """Words given with the indices of their pieces in `attention` (T, S): a source word gets
+        its pieces' attention mass, a target word the mean of its pieces' rows; a word without
+        pieces gets zeros (and no link)."""
+        rows, columns = attention.shape
+        zeros = attention.new_zeros
+        by_source = torch.stack(
+            [attention[:, g].sum(1) if g else zeros(rows) for g in src_groups] or [zeros(rows)], 1
+        )[:, : len(src_groups)]  # (T, S_words)
+        width = len(src_groups)
+        weights = (
+            torch.stack([by_source[g].mean(0) if g else zeros(width) for g in tgt_groups])
+            if tgt_groups
+            else zeros(0, width)
         )
+        return cls(list(source), list(target), weights)
+
+    def hard(self) -> list[tuple[int, int]]:
+        """(source index, target index) links: each target word to the source word it attends most
+        (a word that got no attention at all has no link)."""
+        if not len(self.target) or not len(self.source):
+            return []
+        best = self.weights.argmax(1).tolist()
+        has = (self.weights.sum(1) > 0).tolist()
+        return [(int(i), j) for j, (i, real) in enumerate(zip(best, has, strict=True)) if real]
 
     def pharaoh(self) -> str:
         """Hard links as 'i-j' pairs (source-target, 0-based), the format of fast_align and Moses."""
@@ -126,27 +152,154 @@ class Alignment:
         atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
-def parse_pharaoh(text: str) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
-    """'0-1 2?2' -> sure links {(0, 1)} and possible links {(2, 2)} ('?' marks a possible link)."""
+def shifted(attention: Tensor) -> Tensor:
+    """Shift-att (Chen et al. 2020): the row of target token t becomes the row of the step whose
+    input is t — the step after the one that predicted it; the last keeps its own row."""
+    if attention.shape[0] < 2:
+        return attention
+    return torch.cat([attention[1:], attention[-1:]])
+
+
+# how attention rows are read for an alignment: the step that predicts a word, or the step that
+# reads it (model.align_method, `mt align --method`)
+METHODS = {"attention": lambda attention: attention, "shift": shifted}
+
+
+def read_attention(attention: Tensor, method: str) -> Tensor:
+    if method not in METHODS:
+        raise ValueError(f"alignment method {method!r}: one of {', '.join(METHODS)}")
+    return METHODS[method](attention)
+
+
+Links = set[tuple[int, int]]
+
+
+def parse_pharaoh(text: str, one_based: bool = False) -> tuple[Links, Links]:
+    """'0-1 2?2 3p4' -> sure links {(0, 1)} and possible links {(2, 2), (3, 4)} ('?' or 'p' marks a
+    possible link); `one_based` numbers words from 1."""
     sure, possible = set(), set()
+    shift = 1 if one_based else 0
     for item in text.split():
-        links = possible if "?" in item else sure
-        i, j = item.replace("?", "-").split("-")
-        links.add((int(i), int(j)))
+        links = possible if ("?" in item or "p" in item) else sure
+        i, j = item.replace("?", "-").replace("p", "-").split("-")
+        links.add((int(i) - shift, int(j) - shift))
     return sure, possible
 
 
-def alignment_error_rate(
-    predicted: Iterable[set[tuple[int, int]]],
-    sure: Iterable[set[tuple[int, int]]],
-    possible: Iterable[set[tuple[int, int]]] | None = None,
-) -> float:
-    """AER (Och and Ney 2003): 1 - (|A∩S| + |A∩P|) / (|A| + |S|), summed over sentences; S ⊆ P."""
+NAACL_LINK = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)(\s+[SP])?(\s+[\d.]+)?\s*$")
+NAACL_SENTENCE = re.compile(r"^\s*<s snum=\s*(\d+)\s*>(.*)</s>\s*$")
+
+
+def read_sentences(path: str | Path) -> list[str]:
+    """One sentence per line; the `<s snum=N> ... </s>` wrapper of the NAACL 2003 files is removed."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [m.group(2).strip() if (m := NAACL_SENTENCE.match(line)) else line for line in lines]
+
+
+def read_gold(
+    path: str | Path, sentences: int, one_based: bool = False
+) -> tuple[list[Links], list[Links]]:
+    """Gold alignments of `sentences` sentence pairs -> (sure, possible) link sets per sentence,
+    0-based, possible ⊇ nothing of sure. Two formats: Pharaoh (a line per sentence: `i-j` sure,
+    `i?j` or `ipj` possible; `one_based` if numbered from 1), or the NAACL 2003 `.wa` format (a line
+    per link: `sentence source target [S|P]`, 1-based, sentences numbered in file order)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    links = [line for line in lines if line.strip()]
+    if links and all(NAACL_LINK.match(line) for line in links):
+        numbers: dict[int, int] = {}
+        sure: list[Links] = [set() for _ in range(sentences)]
+        possible: list[Links] = [set() for _ in range(sentences)]
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            m = NAACL_LINK.match(line)
+            index = numbers.setdefault(int(m.group(1)), len(numbers))
+            if index >= sentences:
+                raise ValueError(
+                    f"{path}, line {n}: sentence {m.group(1)} is beyond the {sentences} sentences"
+                )
+            kind = (m.group(4) or "S").strip()
+            link = (int(m.group(2)) - 1, int(m.group(3)) - 1)
+            (sure if kind == "S" else possible)[index].add(link)
+        return sure, possible
+    if len(lines) != sentences:
+        raise ValueError(f"{path}: {len(lines)} lines of links for {sentences} sentence pairs")
+    sure, possible = [], []
+    for n, line in enumerate(lines, 1):
+        try:
+            s, p = parse_pharaoh(line, one_based)
+        except ValueError:
+            raise ValueError(
+                f"{path}, line {n}: not Pharaoh links (i-j, i?j): {line[:60]!r}"
+            ) from None
+        sure.append(s)
+        possible.append(p)
+    return sure, possible
+
+
+def alignment_scores(
+    predicted: Iterable[Links], sure: Iterable[Links], possible: Iterable[Links] | None = None
+) -> dict[str, float]:
+    """AER, precision and recall (Och and Ney 2003), summed over sentences; possible ⊇ sure is
+    assumed (sure links are added to the possible ones)."""
     predicted, sure = list(predicted), list(sure)
     possible = (
         [s | p for s, p in zip(sure, possible, strict=True)] if possible is not None else sure
     )
     a_s = sum(len(a & s) for a, s in zip(predicted, sure, strict=True))
     a_p = sum(len(a & p) for a, p in zip(predicted, possible, strict=True))
-    total = sum(map(len, predicted)) + sum(map(len, sure))
-    return 1.0 - (a_s + a_p) / total if total else 0.0
+    n_a, n_s = sum(map(len, predicted)), sum(map(len, sure))
+    return {
+        "aer": 1.0 - (a_s + a_p) / (n_a + n_s) if n_a + n_s else 0.0,
+        "precision": a_p / n_a if n_a else 0.0,
+        "recall": a_s / n_s if n_s else 0.0,
+        "links": n_a,
+    }
+
+
+def alignment_error_rate(
+    predicted: Iterable[Links], sure: Iterable[Links], possible: Iterable[Links] | None = None
+) -> float:
+    """AER (Och and Ney 2003): 1 - (|A∩S| + |A∩P|) / (|A| + |S|), summed over sentences; S ⊆ P."""
+    return alignment_scores(predicted, sure, possible)["aer"]
+
+
+NEIGHBOURS = [(-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
+
+
+def symmetrize(forward: Links, backward: Links, method: str) -> Links:
+    """Combine the links of both directions (each as (source, target)): intersection, union, or
+    grow-diag-final (Koehn et al. 2003: from the intersection, add neighbouring union links that
+    align a word still unaligned, then any union link whose source or target word is unaligned)."""
+    if method == "intersect":
+        return forward & backward
+    if method == "union":
+        return forward | backward
+    if method != "grow-diag-final":
+        raise ValueError(f"symmetrization {method!r}: intersect, union or grow-diag-final")
+    union = forward | backward
+    links = set(forward & backward)
+    aligned_src = {i for i, _ in links}
+    aligned_tgt = {j for _, j in links}
+    added = True
+    while added:
+        added = False
+        for i, j in sorted(links):
+            for di, dj in NEIGHBOURS:
+                new = (i + di, j + dj)
+                if (
+                    new in union
+                    and new not in links
+                    and (new[0] not in aligned_src or new[1] not in aligned_tgt)
+                ):
+                    links.add(new)
+                    aligned_src.add(new[0])
+                    aligned_tgt.add(new[1])
+                    added = True
+    for direction in (forward, backward):
+        for i, j in sorted(direction):
+            if (i not in aligned_src or j not in aligned_tgt) and (i, j) not in links:
+                links.add((i, j))
+                aligned_src.add(i)
+                aligned_tgt.add(j)
+    return links

@@ -268,19 +268,62 @@ def translate_lines(translator, lines: list[str], done: int, options) -> int:
     return done
 
 
+def layers(text: str) -> int | list[int]:
+    """argparse type: a layer (-1) or layers to average (1,2)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a layer number or a list like 1,2; not {text!r}"
+        ) from None
+    return values[0] if len(values) == 1 else values
+
+
 def align_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mt align",
         description="Show which source words the model attends to for each target word: a heatmap and "
-        "the hard alignment in Pharaoh 'source-target' format.",
+        "the hard alignment in Pharaoh 'source-target' format. With --src and --tgt, align a whole "
+        "parallel corpus (forced decoding, batched) and, with --gold, score it (AER).",
     )
-    parser.add_argument("sentence", help="source sentence")
+    parser.add_argument("sentence", nargs="?", help="source sentence")
     parser.add_argument("--run", required=True, help="run directory (runs/<name>)")
     parser.add_argument(
         "--target", help="align this translation (forced decoding) instead of the model's own"
     )
     parser.add_argument(
-        "-o", "--output", help="write the heatmap to this PNG file (default: draw it here)"
+        "-o",
+        "--output",
+        help="a sentence: write the heatmap to this PNG file (default: draw it here); a corpus: "
+        "write the links to this file (default: stdout)",
+    )
+    parser.add_argument(
+        "--src", help="source sentences, one per line, words separated by spaces (kept as given)"
+    )
+    parser.add_argument("--tgt", help="their translations, one per line, as --src")
+    parser.add_argument(
+        "--gold",
+        help="gold alignments of --src/--tgt: Pharaoh lines (i-j sure, i?j or ipj possible) or "
+        "the NAACL 2003 .wa format; reports AER, precision and recall",
+    )
+    parser.add_argument(
+        "--gold-one-based", action="store_true", help="the Pharaoh gold numbers words from 1"
+    )
+    parser.add_argument(
+        "--reverse-run",
+        help="a run trained in the other direction: symmetrize both directions' links",
+    )
+    parser.add_argument(
+        "--symmetrize",
+        choices=["intersect", "grow-diag-final", "union"],
+        default="grow-diag-final",
+        help="how --reverse-run's links are combined (default: grow-diag-final)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=["attention", "shift"],
+        help="attention: the row of the step that predicts a word; shift: of the step that reads "
+        "it (shift-att) (default: the run's model.align_method)",
     )
     parser.add_argument(
         "--beam",
@@ -289,11 +332,15 @@ def align_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--layer",
-        type=int,
-        help="Transformer: cross-attention layer to read (default: model.align_layer)",
+        type=layers,
+        help="Transformer: cross-attention layer to read, or layers to average (1,2) "
+        "(default: model.align_layer)",
     )
     parser.add_argument(
         "--head", type=int, help="Transformer: one head instead of the heads' average"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, help="corpus: sentence pairs aligned together"
     )
     parser.add_argument(
         "--checkpoint",
@@ -306,10 +353,27 @@ def align_parser() -> argparse.ArgumentParser:
 
 def align_command(argv: list[str]) -> None:
     args = align_parser().parse_args(argv)
+    corpus = args.src is not None or args.tgt is not None
+    if corpus and (args.sentence is not None or args.target is not None):
+        fail(UserError("give a SENTENCE (and --target) or --src and --tgt, not both"))
+    if corpus and (args.src is None or args.tgt is None):
+        fail(UserError("a corpus needs both --src and --tgt"))
+    if not corpus and args.sentence is None:
+        fail(UserError("give a SENTENCE to align, or --src and --tgt for a corpus"))
+    if not corpus and (args.gold or args.reverse_run):
+        fail(UserError("--gold and --reverse-run work on a corpus: give --src and --tgt"))
+    if corpus:
+        align_corpus(args)
+        return
     try:
         translator = load_translator(args)
         alignment = translator.align(
-            args.sentence, args.target, beam=args.beam, layer=args.layer, head=args.head
+            args.sentence,
+            args.target,
+            beam=args.beam,
+            layer=args.layer,
+            head=args.head,
+            method=args.method,
         )
     except (MTError, FileNotFoundError) as e:
         fail(e)
@@ -320,6 +384,52 @@ def align_command(argv: list[str]) -> None:
     else:
         print(alignment.terminal())
     print(alignment.pharaoh())
+
+
+def align_corpus(args: argparse.Namespace) -> None:
+    """`mt align --src --tgt [--gold] [--reverse-run]`: Pharaoh links per line, AER with --gold."""
+    from mt import alignment as al
+    from mt.checkpoint import atomic_write_text
+    from mt.translator import Translator
+
+    try:
+        sources, targets = al.read_sentences(args.src), al.read_sentences(args.tgt)
+        if len(sources) != len(targets):
+            raise UserError(f"{args.src} has {len(sources)} lines but {args.tgt} {len(targets)}")
+        src_words, tgt_words = [s.split() for s in sources], [t.split() for t in targets]
+        gold = None
+        if args.gold:
+            try:
+                gold = al.read_gold(args.gold, len(sources), args.gold_one_based)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+        translator = load_translator(args)
+        options = dict(layer=args.layer, head=args.head, method=args.method)
+        found = translator.align_words(src_words, tgt_words, batch_size=args.batch_size, **options)
+        links = [set(a.links) for a in found]
+        if args.reverse_run:
+            reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
+            backward = reverse.align_words(
+                tgt_words, src_words, batch_size=args.batch_size, method=args.method
+            )
+            links = [
+                al.symmetrize(f, {(i, j) for j, i in b.links}, args.symmetrize)
+                for f, b in zip(links, backward, strict=True)
+            ]
+    except (MTError, FileNotFoundError) as e:
+        fail(e)
+    text = "".join(" ".join(f"{i}-{j}" for i, j in sorted(pair)) + "\n" for pair in links)
+    if args.output:
+        atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    if gold is not None:
+        s = al.alignment_scores(links, *gold)
+        print(
+            f"AER {100 * s['aer']:.1f}  precision {100 * s['precision']:.1f}  "
+            f"recall {100 * s['recall']:.1f}  ({len(links)} sentence pairs, {s['links']} links)",
+            file=sys.stderr if not args.output else sys.stdout,
+        )
 
 
 def export_command(argv: list[str]) -> None:

@@ -73,8 +73,9 @@ class TransformerConfig:
     attention_dropout: float = 0.0
     tie_embeddings: bool = True
     max_positions: int = 1024
-    align_layer: int = -1
+    align_layer: Any = -1  # a layer, or a list of layers whose attention is averaged
     align_head: Optional[int] = None
+    align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
 
 
 @dataclass
@@ -91,6 +92,7 @@ class RNNConfig:
     decoder_layers: int = 1
     dropout: float = 0.2
     tie_embeddings: bool = True
+    align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
 
 
 @dataclass

@@ -80,13 +80,24 @@ def transformer_spec(model, src_pieces: list[str], tgt_pieces: list[str]):
         linear(spec.linear_1, layer.ff[3].weight, layer.ff[3].bias)
 
     heads = model.heads
+    if len(model.align_layers) != 1:
+        raise ExportError(
+            f"model.align_layer={list(model.align_layers)}: CTranslate2 returns the attention of "
+            "one layer; export with one (e.g. `model.align_layer=-1` in the run's config)"
+        )
+    (align_layer,) = model.align_layers
+    # CTranslate2 averages the first `alignment_heads` heads: a chosen head is moved first
+    order = list(range(heads))
+    if model.align_head is not None:
+        order.remove(model.align_head)
+        order.insert(0, model.align_head)
     spec = ts.TransformerSpec.from_config(
         (len(model.encoder_layers), len(model.decoder_layers)),
         heads,
         pre_norm=True,
         activation=ctranslate2.specs.Activation.RELU,
-        alignment_layer=model.align_layer,
-        alignment_heads=heads,  # the heads' average, as mt reads it by default
+        alignment_layer=align_layer,
+        alignment_heads=heads if model.align_head is None else 1,
     )
     spec.encoder.embeddings[0].weight = np(model.src_embed.embedding.weight)
     spec.encoder.position_encodings.encodings = np(model.src_embed.positions)
@@ -100,13 +111,20 @@ def transformer_spec(model, src_pieces: list[str], tgt_pieces: list[str]):
     decoder.position_encodings.encodings = np(model.tgt_embed.positions)
     norm(decoder.layer_norm, model.decoder_norm)
     decoder.projection.weight = np(model.output.weight)
-    for layer_spec, layer in zip(decoder.layer, model.decoder_layers, strict=True):
+    for i, (layer_spec, layer) in enumerate(zip(decoder.layer, model.decoder_layers, strict=True)):
         self_attention(layer_spec.self_attention, layer.self_attn, layer.self_attn_norm)
         cross, attn = layer_spec.attention, layer.cross_attn
+        # heads in `order` (the same function: each head's rows of the query, key and value
+        # projections and its columns of the output projection move together)
+        d = attn.d_head
+        rows = torch.cat([torch.arange(h * d, (h + 1) * d) for h in order])
+        if i != align_layer:
+            rows = torch.arange(heads * d)
+        kv_rows = torch.cat([rows, rows + heads * d])
         norm(cross.layer_norm, layer.cross_attn_norm)
-        linear(cross.linear[0], attn.q_proj.weight, attn.q_proj.bias)
-        linear(cross.linear[1], attn.kv_proj.weight, attn.kv_proj.bias)  # [k; v]
-        linear(cross.linear[2], attn.out_proj.weight, attn.out_proj.bias)
+        linear(cross.linear[0], attn.q_proj.weight[rows], attn.q_proj.bias[rows])
+        linear(cross.linear[1], attn.kv_proj.weight[kv_rows], attn.kv_proj.bias[kv_rows])  # [k; v]
+        linear(cross.linear[2], attn.out_proj.weight[:, rows], attn.out_proj.bias)
         feed_forward(layer_spec.ffn, layer)
 
     spec.config.layer_norm_epsilon = model.encoder_norm.eps
@@ -149,7 +167,8 @@ def export(run, output: str | Path | None = None, quantization: str = "float32")
         "checkpoint": checkpoint.name,
         "checkpoint_sha256": file_sha256(checkpoint),
         "quantization": quantization,
-        "align_layer": model.align_layer,
+        "align_layer": model.align_layers[0],
+        "align_head": model.align_head,
         "max_positions": model.max_positions,
     }
     (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
@@ -265,19 +284,32 @@ class CTranslate2Model:
         """The given `target` as a hypothesis of `sentence`: its attention and its score (from
         CTranslate2's score_batch, which keeps the probability of <pad> and <s> that mt's search
         renormalizes away: slightly lower than mt's forced score)."""
-        src = self.tokenizer.src_pieces(self.tokenizer.encode_src([sentence])[0])
-        tgt_ids = self.tokenizer.encode_tgt([target])[0]
-        tgt = self.tokenizer.tgt_pieces(tgt_ids)
-        result = self.translator.translate_batch(
-            [src],
-            target_prefix=[tgt[:-1]],
-            beam_size=1,
-            max_decoding_length=len(tgt),
-            max_input_length=0,
-            return_end_token=True,
-            return_attention=True,
-        )[0]
-        attention = torch.tensor(result.attention[0], dtype=torch.float32)[: len(tgt), : len(src)]
-        log_prob = sum(self.translator.score_batch([src], [tgt[:-1]])[0].log_probs)
-        score = log_prob / max(len(tgt), 1) ** options.length_penalty
-        return Hypothesis(tgt_ids, score, attention)
+        tok = self.tokenizer
+        return self.force_ids(tok.encode_src([sentence]), tok.encode_tgt([target]), options)[0]
+
+    def force_ids(
+        self, sources: list[list[int]], targets: list[list[int]], options: DecodeOptions
+    ) -> list[Hypothesis]:
+        """Forced decoding of each target (ids ending in EOS): one hypothesis each, in order."""
+        out = []
+        for start in range(0, len(sources), options.batch_size):
+            src = [
+                self.tokenizer.src_pieces(s) for s in sources[start : start + options.batch_size]
+            ]
+            tgt_ids = targets[start : start + options.batch_size]
+            prefixes = [self.tokenizer.tgt_pieces(t)[:-1] for t in tgt_ids]
+            results = self.translator.translate_batch(
+                src,
+                target_prefix=prefixes,
+                beam_size=1,
+                max_decoding_length=max(map(len, tgt_ids)),
+                max_input_length=0,
+                return_end_token=True,
+                return_attention=True,
+            )
+            scored = self.translator.score_batch(src, prefixes, max_input_length=0)
+            for s, t, result, score in zip(src, tgt_ids, results, scored, strict=True):
+                rows = torch.tensor(result.attention[0], dtype=torch.float32)[: len(t), : len(s)]
+                value = sum(score.log_probs) / max(len(t), 1) ** options.length_penalty
+                out.append(Hypothesis(list(t), value, rows))
+        return out

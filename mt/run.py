@@ -16,7 +16,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mt import checkpoint, tokenizer
-from mt.alignment import Alignment
+from mt.alignment import Alignment, read_attention
+from mt.batching import pad
 from mt.decoding import DecodeOptions, Hypothesis, forced_decode, translate_ids
 from mt.errors import MTError
 from mt.models import Seq2Seq, build_model
@@ -40,12 +41,19 @@ RESUMABLE_KEYS = {
     "cache_dir",
     "overwrite",
     "meta",
+    "model.align_layer",  # how alignments are read, not what is trained
+    "model.align_head",
+    "model.align_method",
 }
 
 
 # keys added after runs were made with the defaults they stand for: a saved config without them
 # holds these values
-ADDED_KEYS = {"train.stop_metric": "bleu", "train.metrics": ["bleu", "chrf"]}
+ADDED_KEYS = {
+    "train.stop_metric": "bleu",
+    "train.metrics": ["bleu", "chrf"],
+    "model.align_method": "attention",
+}
 
 
 class RunError(MTError):
@@ -206,37 +214,59 @@ class Run:
     def force(self, sentence: str, target: str, options: DecodeOptions) -> Hypothesis:
         """The given `target` as a hypothesis of `sentence`: its attention, and its score as search
         scores its own translations."""
-        src = torch.tensor(self.tokenizer.encode_src([sentence]), device=self.device)
-        tgt = torch.tensor(self.tokenizer.encode_tgt([target]), device=self.device)
-        return forced_decode(self.model, src, tgt, options, need_attn=True)[0][0]
+        tok = self.tokenizer
+        return self.force_ids(tok.encode_src([sentence]), tok.encode_tgt([target]), options)[0]
+
+    def force_ids(
+        self, sources: list[list[int]], targets: list[list[int]], options: DecodeOptions
+    ) -> list[Hypothesis]:
+        """Forced decoding of each target (ids ending in EOS) given its source, in batches of
+        similar length: one hypothesis each, with attention, in input order."""
+        order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), len(targets[i])))
+        out: dict[int, Hypothesis] = {}
+        for start in range(0, len(order), options.batch_size):
+            chunk = order[start : start + options.batch_size]
+            src = pad([torch.tensor(sources[i]) for i in chunk]).to(self.device)
+            tgt = pad([torch.tensor(targets[i]) for i in chunk]).to(self.device)
+            hyps = forced_decode(self.model, src, tgt, options, need_attn=True)
+            out.update((i, h[0]) for i, h in zip(chunk, hyps, strict=True))
+        return [out[i] for i in range(len(sources))]
 
     def align(
         self, sentence: str, target: str | None = None, options: DecodeOptions | None = None
     ) -> tuple[str, float, Alignment]:
         """The translation of `sentence` (or the given `target`, forced) with its word alignment:
-        (translation, score, alignment)."""
+        (translation, score, alignment), read as model.align_method says."""
         return align_sentence(self, sentence, target, options or self.options())
 
 
 def align_sentence(
-    model, sentence: str, target: str | None, options: DecodeOptions
+    model, sentence: str, target: str | None, options: DecodeOptions, method: str | None = None
 ) -> tuple[str, float, Alignment]:
     """(translation, score, word alignment) of `sentence` by `model` (a Run or another engine with
-    `tokenizer`, `translate` and `force`); with `target`, that translation is forced."""
+    `tokenizer`, `cfg`, `translate` and `force`); with `target`, that translation is forced. The
+    attention is read by `method` (default: the run's model.align_method)."""
     tok = model.tokenizer
     if target is None:
         hyp = next(model.translate([sentence], replace(options, nbest=1), need_attn=True))[0]
     else:
         hyp = model.force(sentence, target, options)
-    alignment = word_alignment(tok, tok.encode_src([sentence])[0], hyp)
+    method = method or align_method(model.cfg)
+    alignment = word_alignment(tok, tok.encode_src([sentence])[0], hyp, method)
     translation = target if target is not None else tok.decode_tgt(hyp.tokens)
     return translation, hyp.score, alignment
 
 
-def word_alignment(tok: tokenizer.Tokenizer, src_ids: list[int], hyp: Hypothesis) -> Alignment:
-    """The word-level alignment of a hypothesis decoded with attention."""
+def align_method(cfg: DictConfig) -> str:
+    return cfg.model.get("align_method", "attention")
+
+
+def word_alignment(
+    tok: tokenizer.Tokenizer, src_ids: list[int], hyp: Hypothesis, method: str = "attention"
+) -> Alignment:
+    """The word-level alignment of a hypothesis decoded with attention, read by `method`."""
     pieces = tok.src_pieces(src_ids), tok.tgt_pieces(hyp.tokens)
-    return Alignment.from_subwords(*pieces, hyp.attention.float())
+    return Alignment.from_subwords(*pieces, read_attention(hyp.attention.float(), method))
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:

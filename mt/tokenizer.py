@@ -48,6 +48,17 @@ class Tokenizer:
         """Target ids, each sentence ending in EOS (BOS is prepended by the model's input shift)."""
         return [ids + [EOS] for ids in self.tgt.encode(list(texts))]
 
+    def encode_words(self, words: Sequence[str], side: str) -> tuple[list[int], list[list[int]]]:
+        """Ids of a sentence given as words (whitespace tokens kept as they are), ending in EOS, and
+        the indices of each word's pieces (sentencepiece never joins two words into one piece)."""
+        sp = self.src if side == "src" else self.tgt
+        ids: list[int] = []
+        groups: list[list[int]] = []
+        for pieces in sp.encode(list(words)) if words else []:
+            groups.append(list(range(len(ids), len(ids) + len(pieces))))
+            ids.extend(pieces)
+        return ids + [EOS], groups
+
     def decode_tgt(self, ids: Sequence[int]) -> str:
         """Detokenized text of target ids; special ids are dropped."""
         return self.tgt.decode([i for i in ids if i > EOS])

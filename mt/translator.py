@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mt.alignment import Alignment
 from mt.decoding import DecodeOptions
 from mt.errors import MTError
-from mt.run import align_sentence, checkpoint_path, load_run, word_alignment
+from mt.alignment import Alignment, read_attention
+from mt.run import align_method, align_sentence, checkpoint_path, load_run, word_alignment
 
 ENGINES = ("torch", "ctranslate2")
 
@@ -132,11 +132,12 @@ class Translator:
             return
         if self.engine != "torch":
             raise TranslatorError(
-                "layer/head: the ctranslate2 engine returns the attention of the layer chosen at "
-                f"export (layer {self.model.info['align_layer']}, heads averaged); use engine torch"
+                "layer/head: the ctranslate2 engine returns the attention chosen at export (layer "
+                f"{self.model.info['align_layer']}, head {self.model.info.get('align_head')}; "
+                "None: averaged); use engine torch"
             )
         model = self.model.model
-        saved = {k: getattr(model, k) for k in ("align_layer", "align_head") if hasattr(model, k)}
+        saved = {k: getattr(model, k) for k in ("align_layers", "align_head") if hasattr(model, k)}
         try:
             model.choose_alignment(layer, head)
         except ValueError as e:
@@ -153,9 +154,11 @@ class Translator:
         options: DecodeOptions,
         align: bool = False,
         first_number: int = 1,
+        method: str | None = None,
     ) -> Iterator[Translation]:
         """Translations of `sentences` in order, each as soon as it and those before it are done."""
         tok = self.tokenizer
+        method = self.method(method)
         sentences = list(sentences)
         sources = tok.encode_src(sentences) if align else None
         hypotheses = self.model.translate(sentences, options, align, first_number)
@@ -163,7 +166,7 @@ class Translator:
             nbest = tuple(Candidate(tok.decode_tgt(h.tokens), h.score) for h in hyps)
             alignment = None
             if align and hyps[0].attention is not None:
-                alignment = word_alignment(tok, sources[i], hyps[0])
+                alignment = word_alignment(tok, sources[i], hyps[0], method)
                 alignment = replace(alignment, translation=nbest[0].text, score=nbest[0].score)
             elif align:  # an empty source: nothing to align
                 alignment = Alignment([], [], _empty(), nbest[0].text, nbest[0].score)
@@ -178,21 +181,23 @@ class Translator:
         strategy: str | None = None,
         batch_size: int | None = None,
         align: bool = False,
-        layer: int | None = None,
+        layer: int | list[int] | None = None,
         head: int | None = None,
+        method: str | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
     ) -> list[Translation]:
         """Translate `sentences` (a list of strings). beam 1 is greedy search; `align=True` adds the
-        word alignment of each best translation, read from decoder `layer` / `head`."""
+        word alignment of each best translation, read from decoder `layer` (a list: their average)
+        and `head` by `method` ("attention" or "shift"; default: the run's model.align_method)."""
         if isinstance(sentences, str):
             raise TranslatorError("sentences: give a list of strings, not one string")
         if bad := [i for i, s in enumerate(sentences) if not isinstance(s, str)]:
             raise TranslatorError(f"sentences: item {bad[0]} is not a string")
         options = self.options(beam, nbest, strategy, batch_size, temperature, top_k, top_p)
         with self.reading(layer, head):
-            return list(self.stream(sentences, options, align))
+            return list(self.stream(sentences, options, align, method=method))
 
     def align(
         self,
@@ -200,8 +205,9 @@ class Translator:
         target: str | None = None,
         *,
         beam: int | None = None,
-        layer: int | None = None,
+        layer: int | list[int] | None = None,
         head: int | None = None,
+        method: str | None = None,
     ) -> Alignment:
         """The word alignment of `sentence` and its translation (or the given `target`, forced):
         `.weights` (target words × source words), `.source`, `.target`, `.pharaoh()`, `.links`,
@@ -214,8 +220,50 @@ class Translator:
         if options.strategy == "sample":
             options = replace(options, strategy="beam")
         with self.reading(layer, head):
-            translation, score, alignment = align_sentence(self.model, sentence, target, options)
+            translation, score, alignment = align_sentence(
+                self.model, sentence, target, options, self.method(method)
+            )
         return replace(alignment, translation=translation, score=score)
+
+    def method(self, method: str | None) -> str:
+        """An alignment reading method, checked (None: the run's model.align_method)."""
+        from mt.alignment import METHODS
+
+        method = method or align_method(self.cfg)
+        if method not in METHODS:
+            raise TranslatorError(f"method {method!r}: one of {', '.join(METHODS)}")
+        return method
+
+    def align_words(
+        self,
+        sources: Sequence[Sequence[str]],
+        targets: Sequence[Sequence[str]],
+        *,
+        layer: int | list[int] | None = None,
+        head: int | None = None,
+        method: str | None = None,
+        batch_size: int | None = None,
+    ) -> list[Alignment]:
+        """Forced alignment of sentence pairs given as words (tokenization kept as given: the
+        alignment's words are exactly these), in batches; a word the vocabulary cannot represent
+        at all gets no link."""
+        if len(sources) != len(targets):
+            raise TranslatorError(f"{len(sources)} source sentences but {len(targets)} targets")
+        method = self.method(method)
+        options = self.options(batch_size=batch_size)
+        tok = self.tokenizer
+        src = [tok.encode_words(words, "src") for words in sources]
+        tgt = [tok.encode_words(words, "tgt") for words in targets]
+        with self.reading(layer, head):
+            hyps = self.model.force_ids([s[0] for s in src], [t[0] for t in tgt], options)
+        out = []
+        for words, (_, src_groups), target, (_, tgt_groups), hyp in zip(
+            sources, src, targets, tgt, hyps, strict=True
+        ):
+            attention = read_attention(hyp.attention.float(), method)
+            alignment = Alignment.from_groups(words, target, src_groups, tgt_groups, attention)
+            out.append(replace(alignment, score=hyp.score))
+        return out
 
 
 def _empty():

@@ -75,13 +75,13 @@ def test_align_gives_words_matrix_links_and_png(translator, tmp_path):
 
 def test_layer_and_head_apply_to_one_call(translator):
     model = translator.model.model
-    before = model.align_layer, model.align_head
+    before = model.align_layers, model.align_head
     one_head = translator.align(PROBE, layer=0, head=1)
-    assert (model.align_layer, model.align_head) == before
+    assert (model.align_layers, model.align_head) == before
     assert not one_head.weights.equal(translator.align(PROBE).weights)
     with pytest.raises(TranslatorError, match="layer 5: the decoder has 2 layers"):
         translator.align(PROBE, layer=5)
-    assert (model.align_layer, model.align_head) == before
+    assert (model.align_layers, model.align_head) == before
 
 
 @pytest.mark.parametrize(

@@ -107,9 +107,9 @@ class Seq2Seq(nn.Module):
         """tokens (B,) the previous output (BOS first, with state None) -> logits (B, V), state, attn (B, S)."""
         raise NotImplementedError
 
-    def choose_alignment(self, layer: int | None = None, head: int | None = None) -> None:
-        """Align with cross-attention `layer` (negative: from the last) and `head` (None: the heads'
-        average). A model with a single attention takes neither; a bad choice raises ValueError."""
+    def choose_alignment(self, layer=None, head: int | None = None) -> None:
+        """Align with cross-attention `layer` (negative: from the last; a list: their average) and
+        `head` (None: the heads' average). A model with a single attention takes neither; a bad choice raises ValueError."""
         if layer is not None or head is not None:
             raise ValueError("this model has a single attention: a layer or head cannot be chosen")
 

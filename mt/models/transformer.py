@@ -4,6 +4,7 @@ sinusoidal positions, tied embeddings and key/value-cached incremental decoding.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -144,7 +145,7 @@ class Transformer(Seq2Seq):
         tie_embeddings: bool,
         shared_vocab: bool,
         max_positions: int,
-        align_layer: int,
+        align_layer: int | Sequence[int],
         align_head: int | None,
     ):
         super().__init__()
@@ -170,7 +171,8 @@ class Transformer(Seq2Seq):
             self.output.weight = tgt_embedding.weight
         self.max_positions = max_positions
         self.heads = heads
-        self.align_layer, self.align_head = decoder_layers - 1, None
+        self.align_layers: tuple[int, ...] = (decoder_layers - 1,)
+        self.align_head: int | None = None
         self.choose_alignment(align_layer, align_head)
 
     @classmethod
@@ -189,16 +191,26 @@ class Transformer(Seq2Seq):
             tie_embeddings=cfg.tie_embeddings,
             shared_vocab=shared_vocab,
             max_positions=cfg.max_positions,
-            align_layer=cfg.align_layer,
+            align_layer=cfg.align_layer
+            if isinstance(cfg.align_layer, int)
+            else list(cfg.align_layer),
             align_head=cfg.align_head,
         )
 
-    def choose_alignment(self, layer: int | None = None, head: int | None = None) -> None:
+    def choose_alignment(
+        self, layer: int | Sequence[int] | None = None, head: int | None = None
+    ) -> None:
+        """Align with cross-attention `layer` (negative: from the last; a list: those layers'
+        average) and `head` (None: the heads' average)."""
         layers, heads = len(self.decoder_layers), self.heads
         if layer is not None:
-            if not -layers <= layer < layers:
-                raise ValueError(f"layer {layer}: the decoder has {layers} layers")
-            self.align_layer = layer % layers
+            chosen = [layer] if isinstance(layer, int) else list(layer)
+            if not chosen:
+                raise ValueError("layer: give at least one layer")
+            for one in chosen:
+                if not -layers <= one < layers:
+                    raise ValueError(f"layer {one}: the decoder has {layers} layers")
+            self.align_layers = tuple(sorted({one % layers for one in chosen}))
         if head is not None:
             if not 0 <= head < heads:
                 raise ValueError(f"head {head}: the model has {heads} heads")
@@ -223,13 +235,16 @@ class Transformer(Seq2Seq):
                 step=0,
             )
         x = self.tgt_embed(tgt_ids, offset=state.step)
-        self_kv, attn = [], None
+        self_kv, read = [], []
         for i, layer in enumerate(self.decoder_layers):
-            want = need_attn and i == self.align_layer
+            want = need_attn and i in self.align_layers
             x, kv, weights = layer(x, state.self_kv[i], state.cross_kv[i], memory.mask, want)
             self_kv.append(kv)
             if want:  # (B, H, T, S) -> (B, T, S)
-                attn = weights.mean(1) if self.align_head is None else weights[:, self.align_head]
+                read.append(
+                    weights.mean(1) if self.align_head is None else weights[:, self.align_head]
+                )
+        attn = torch.stack(read).mean(0) if read else None
         logits = self.output(self.decoder_norm(x))
         return (
             logits,

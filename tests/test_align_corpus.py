@@ -1,0 +1,160 @@
+"""Alignments of a whole corpus against gold: reading the gold formats, AER/precision/recall,
+symmetrization, the readings of attention (layers, heads, shift-att), and `mt align --src --tgt`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mt import Translator
+from mt.alignment import (
+    Alignment,
+    alignment_scores,
+    parse_pharaoh,
+    read_gold,
+    read_sentences,
+    shifted,
+    symmetrize,
+)
+from mt.translator import TranslatorError
+from tests.conftest import run_mt
+
+# the toy pair with its true word alignments (adjectives follow their nouns in the target)
+PAIRS = [
+    ("The black cat ate the mouse.", "Le chat noir a mangé la souris.", "0-0 2-1 1-2 3-3 3-4 4-5 5-6"),
+    ("A dog saw a cat.", "Un chien a vu un chat.", "0-0 1-1 2-2 2-3 3-4 4-5"),
+    ("The white cow liked a red apple.", "La vache blanche a aimé une pomme rouge.",
+     "0-0 2-1 1-2 3-3 3-4 4-5 6-6 5-7"),
+]  # fmt: skip
+
+
+def test_gold_formats(tmp_path):
+    assert parse_pharaoh("0-1 2?2 3p4") == ({(0, 1)}, {(2, 2), (3, 4)})
+    assert parse_pharaoh("1-2 3?3", one_based=True) == ({(0, 1)}, {(2, 2)})
+    naacl = tmp_path / "gold.wa"
+    naacl.write_text("0007 1 1 S\n0007 2 3 P\n0009 3 2\n0009 1 1 S 0.9\n")
+    assert read_gold(naacl, 2) == ([{(0, 0)}, {(2, 1), (0, 0)}], [{(1, 2)}, set()])
+    pharaoh = tmp_path / "gold.txt"
+    pharaoh.write_text("0-0 1?2\n\n")
+    assert read_gold(pharaoh, 2) == ([{(0, 0)}, set()], [{(1, 2)}, set()])
+    with pytest.raises(ValueError, match="2 lines of links for 3 sentence pairs"):
+        read_gold(pharaoh, 3)
+    pharaoh.write_text("0-0\n1:2\n")
+    with pytest.raises(ValueError, match=r"gold.txt, line 2: not Pharaoh links"):
+        read_gold(pharaoh, 2)
+    wrapped = tmp_path / "trial.e"
+    wrapped.write_text("<s snum=0001> the cat </s>\nplain line\n")
+    assert read_sentences(wrapped) == ["the cat", "plain line"]
+
+
+def test_scores_by_hand():
+    sure, possible = [{(0, 0), (1, 1)}], [{(2, 1)}]
+    predicted = [{(0, 0), (2, 1), (2, 2)}]
+    s = alignment_scores(predicted, sure, possible)
+    # |A∩S| = 1, |A∩P| = 2 (P includes S), |A| = 3, |S| = 2
+    assert s["aer"] == pytest.approx(1 - 3 / 5)
+    assert s["precision"] == pytest.approx(2 / 3) and s["recall"] == pytest.approx(1 / 2)
+
+
+def test_symmetrization():
+    forward = {(0, 0), (1, 1), (2, 1)}
+    backward = {(0, 0), (1, 1), (3, 3), (1, 2)}
+    assert symmetrize(forward, backward, "intersect") == {(0, 0), (1, 1)}
+    assert symmetrize(forward, backward, "union") == forward | backward
+    # grow: (2, 1) and (1, 2) neighbour (1, 1) and align words not yet aligned; final: (3, 3)
+    assert symmetrize(forward, backward, "grow-diag-final") == {
+        (0, 0), (1, 1), (2, 1), (1, 2), (3, 3),
+    }  # fmt: skip
+    # a union link neither of whose words is unaligned is not added
+    assert symmetrize({(0, 0), (1, 1), (0, 1)}, {(0, 0), (1, 1)}, "grow-diag-final") == {
+        (0, 0), (1, 1),
+    }  # fmt: skip
+
+
+def test_shift_reads_the_next_step():
+    rows = torch.arange(12.0).view(4, 3)
+    assert shifted(rows).tolist() == [
+        rows[1].tolist(),
+        rows[2].tolist(),
+        rows[3].tolist(),
+        rows[3].tolist(),
+    ]
+
+
+def test_words_stay_as_given(toy_run):
+    t = Translator.load(toy_run, device="cpu")
+    src = ["The", "black", "cat", "ate", "the", "mouse", ".", "☃"]  # split punctuation, an unknown
+    tgt = ["Le", "chat", "noir", "a", "mangé", "la", "souris."]
+    (a,) = t.align_words([src], [tgt])
+    assert a.source == src and a.target == tgt and tuple(a.weights.shape) == (7, 8)
+    # each source piece counted once: what the words got and the end-of-sentence mark sum to 1
+    assert (a.weights.sum(1) <= 1 + 1e-5).all() and (a.weights.sum(1) > 0.5).all()
+    # the pieces of the sentence, grouped as words, give what aligning the sentence gives
+    sentence = t.align("The black cat ate the mouse.", "Le chat noir a mangé la souris.", beam=1)
+    (same,) = t.align_words([sentence.source], [sentence.target])
+    assert torch.allclose(same.weights, sentence.weights, atol=1e-5)
+    assert same.score == pytest.approx(sentence.score, abs=1e-5)
+    with pytest.raises(TranslatorError, match="1 source sentences but 2 targets"):
+        t.align_words([src], [tgt, tgt])
+
+
+def test_layers_are_averaged_and_shift_is_read(toy_run):
+    t = Translator.load(toy_run, device="cpu")
+    words = [p[0].split() for p in PAIRS], [p[1].split() for p in PAIRS]
+    by_layer = [t.align_words(*words, layer=i)[0].weights for i in (0, 1)]
+    both = t.align_words(*words, layer=[0, 1])[0].weights
+    assert torch.allclose(both, (by_layer[0] + by_layer[1]) / 2, atol=1e-5)
+    plain = t.align_words(*words, method="attention")[0]
+    shift = t.align_words(*words, method="shift")[0]
+    assert not torch.allclose(plain.weights, shift.weights)
+    assert isinstance(shift, Alignment) and shift.target == plain.target
+
+
+def test_align_corpus_command(toy_run, tmp_path):
+    (tmp_path / "src").write_text("".join(p[0] + "\n" for p in PAIRS))
+    (tmp_path / "tgt").write_text("".join(p[1] + "\n" for p in PAIRS))
+    (tmp_path / "gold").write_text("".join(p[2] + "\n" for p in PAIRS))
+    files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
+    result = run_mt("align", "--run", str(toy_run), *files, "--gold", str(tmp_path / "gold"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and {"1-2", "2-1"} <= set(lines[0].split())  # the crossing
+    predicted = [parse_pharaoh(line)[0] for line in lines]
+    gold = [parse_pharaoh(p[2])[0] for p in PAIRS]
+    s = alignment_scores(predicted, gold)
+    assert f"AER {100 * s['aer']:.1f}  precision {100 * s['precision']:.1f}" in result.stderr
+    # with -o the links go to the file and the scores to stdout
+    out = tmp_path / "links.txt"
+    result = run_mt("align", "--run", str(toy_run), *files, "--gold", str(tmp_path / "gold"),
+                    "--method", "shift", "--layer", "0,1", "-o", str(out))  # fmt: skip
+    assert result.returncode == 0 and result.stdout.startswith("AER ")
+    assert len(out.read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--src", "S"], "a corpus needs both --src and --tgt"),
+        (["X", "--src", "S", "--tgt", "T"], "give a SENTENCE (and --target) or --src and --tgt"),
+        ([], "give a SENTENCE to align"),
+        (["X", "--gold", "G"], "--gold and --reverse-run work on a corpus"),
+    ],
+)
+def test_align_corpus_arguments(toy_run, args, message):
+    result = run_mt("align", "--run", str(toy_run), *args)
+    assert result.returncode == 1 and message in result.stderr
+
+
+def test_align_corpus_checks_its_files(toy_run, tmp_path):
+    (tmp_path / "src").write_text("a\nb\n")
+    (tmp_path / "tgt").write_text("a\n")
+    result = run_mt(
+        "align",
+        "--run",
+        str(toy_run),
+        "--src",
+        str(tmp_path / "src"),
+        "--tgt",
+        str(tmp_path / "tgt"),
+    )
+    assert result.returncode == 1 and "has 2 lines but" in result.stderr
