@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mt.alignment import Alignment, read_attention
 from mt.decoding import DecodeOptions
 from mt.errors import MTError
-from mt.alignment import Alignment, read_attention
 from mt.run import align_method, align_sentence, checkpoint_path, load_run, word_alignment
 
 ENGINES = ("torch", "ctranslate2")
