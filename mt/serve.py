@@ -163,6 +163,11 @@ def create_app(
             None, description="Transformer: decoder layer read for alignments"
         )
         head: int | None = Field(None, description="Transformer: one head instead of the average")
+        method: str | None = Field(
+            None,
+            description="how attention is read: attention (the step that predicts a word) or "
+            "shift (the step that reads it); default: the run's model.align_method",
+        )
 
     class Candidate(BaseModel):
         text: str
@@ -215,6 +220,7 @@ def create_app(
             align=request.align,
             layer=request.layer,
             head=request.head,
+            method=request.method,
         )
         if request.nbest > 1 and request.beam is None:
             options["strategy"] = "beam"
@@ -250,6 +256,7 @@ def create_app(
             "layers": cfg.model.decoder_layers if transformer else 0,
             "heads": cfg.model.heads if transformer else 0,
             "align_layers": translator.engine == "torch" and transformer,
+            "align_method": translator.method(None),
             "limits": limits.__dict__,
             "batches": batcher.batches,
         }

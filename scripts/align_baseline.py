@@ -1,0 +1,119 @@
+"""Statistical word-alignment baselines for `mt align --gold`: eflomal (Östling and Tiedemann 2016;
+IBM1 + HMM + fertility, Gibbs sampling) trained on the same parallel corpus as a run, and the
+diagonal aligner, scored on the same gold set with the same AER code as `mt align`.
+
+    pip install eflomal
+    python scripts/align_baseline.py --run runs/tatoeba_en_fr-transformer \\
+        --src GOLD.e --tgt GOLD.f --gold GOLD.wa
+
+The corpus is the run's training split (from the stage cache or MT_DATA_DIR), Moses-tokenized and
+lower-cased as the gold files are; the gold sentences are added to it (an unsupervised aligner sees
+the sentences it aligns, as in the shared tasks). Prints a Markdown table; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mt.alignment import (  # noqa: E402
+    alignment_scores,
+    parse_pharaoh,
+    read_gold,
+    read_sentences,
+    symmetrize,
+)
+
+
+def diagonal(src: list[list[str]], tgt: list[list[str]]) -> list[set[tuple[int, int]]]:
+    """Target word j linked to source word round(j·S/T)."""
+    return [
+        {(min(round(j * len(s) / len(t)), len(s) - 1), j) for j in range(len(t))} if s else set()
+        for s, t in zip(src, tgt, strict=True)
+    ]
+
+
+def training_corpus(run: Path, limit: int | None) -> tuple[list[str], list[str], str, str]:
+    from omegaconf import OmegaConf
+    from sacremoses import MosesTokenizer
+
+    from mt import stages
+
+    cfg = OmegaConf.load(run / "config.yaml")
+    if os.environ.get("MT_DATA_DIR"):
+        cfg.data_dir = os.environ["MT_DATA_DIR"]
+    _, corpus = stages.prepare_stage(cfg)
+    train = corpus["train"]
+    n = min(limit or len(train), len(train))
+    tokenizers = MosesTokenizer(cfg.data.src_lang), MosesTokenizer(cfg.data.tgt_lang)
+
+    def words(tok, text: str) -> str:
+        return tok.tokenize(text.lower(), escape=False, return_str=True)
+
+    src = [words(tokenizers[0], s) for s in train["src"][:n]]
+    tgt = [words(tokenizers[1], t) for t in train["tgt"][:n]]
+    return src, tgt, cfg.data.src_lang, cfg.data.tgt_lang
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="the run whose training corpus is used")
+    parser.add_argument("--src", required=True)
+    parser.add_argument("--tgt", required=True)
+    parser.add_argument("--gold", required=True)
+    parser.add_argument("--gold-one-based", action="store_true")
+    parser.add_argument("--limit", type=int, help="use only the first N training pairs")
+    args = parser.parse_args()
+    try:
+        import eflomal
+    except ImportError:
+        sys.exit("pip install eflomal")
+
+    gold_src = [s.split() for s in read_sentences(args.src)]
+    gold_tgt = [t.split() for t in read_sentences(args.tgt)]
+    sure, possible = read_gold(args.gold, len(gold_src), args.gold_one_based)
+    rows = [("diagonal", diagonal(gold_src, gold_tgt))]
+
+    src, tgt, src_lang, tgt_lang = training_corpus(Path(args.run), args.limit)
+    src += [" ".join(s) for s in gold_src]
+    tgt += [" ".join(t) for t in gold_tgt]
+    n = len(gold_src)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "src").write_text("".join(s + "\n" for s in src))
+        (tmp / "tgt").write_text("".join(t + "\n" for t in tgt))
+        start = time.perf_counter()
+        aligner = eflomal.Aligner()
+        with open(tmp / "src") as s, open(tmp / "tgt") as t:
+            aligner.align(s, t, links_filename_fwd=str(tmp / "fwd"), links_filename_rev=str(tmp / "rev"))
+        seconds = time.perf_counter() - start
+        fwd = [parse_pharaoh(line)[0] for line in (tmp / "fwd").read_text().splitlines()[-n:]]
+        rev = [parse_pharaoh(line)[0] for line in (tmp / "rev").read_text().splitlines()[-n:]]
+    rows += [
+        ("eflomal forward", fwd),
+        ("eflomal reverse", rev),
+        ("eflomal intersect", [symmetrize(f, r, "intersect") for f, r in zip(fwd, rev, strict=True)]),
+        (
+            "eflomal grow-diag-final",
+            [symmetrize(f, r, "grow-diag-final") for f, r in zip(fwd, rev, strict=True)],
+        ),
+    ]
+    print(
+        f"eflomal on {len(src):,} {src_lang}-{tgt_lang} pairs ({len(src) - n:,} of the run's "
+        f"training split + the {n} gold pairs), {seconds:.0f} s\n"
+    )
+    print("| aligner | AER | precision | recall |\n|---|---:|---:|---:|")
+    for name, links in rows:
+        s = alignment_scores(links, sure, possible)
+        print(f"| {name} | {100 * s['aer']:.1f} | {100 * s['precision']:.1f} | {100 * s['recall']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
