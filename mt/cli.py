@@ -95,7 +95,10 @@ def train_command(argv: list[str]) -> None:
             # the lock covers the evaluation too: a second `mt train` of this run waits for nothing
             with RunLock(cfg.run_dir) if distributed.is_main() else contextlib.nullcontext():
                 run_dir = pipeline.train_pipeline(cfg)
-                if not distributed.is_main():
+                main = distributed.is_main()
+                # every rank leaves together; the evaluation is rank 0's alone
+                distributed.shutdown(together=True)
+                if not main:
                     return None
                 scores = evaluate_run(run_dir, device=cfg.device)
         except TrainingInterrupted as e:

@@ -69,8 +69,12 @@ def all_max(value: float, device: torch.device) -> float:
     return float(tensor)
 
 
-def shutdown() -> None:
+def shutdown(together: bool = False) -> None:
+    """Leave the process group; `together`: wait for every rank first (the end of a training they
+    all reached), so no rank exits while another still talks to it."""
     if dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
