@@ -92,14 +92,19 @@ def main() -> None:
         start = time.perf_counter()
         aligner = eflomal.Aligner()
         with open(tmp / "src") as s, open(tmp / "tgt") as t:
-            aligner.align(s, t, links_filename_fwd=str(tmp / "fwd"), links_filename_rev=str(tmp / "rev"))
+            aligner.align(
+                s, t, links_filename_fwd=str(tmp / "fwd"), links_filename_rev=str(tmp / "rev")
+            )
         seconds = time.perf_counter() - start
         fwd = [parse_pharaoh(line)[0] for line in (tmp / "fwd").read_text().splitlines()[-n:]]
         rev = [parse_pharaoh(line)[0] for line in (tmp / "rev").read_text().splitlines()[-n:]]
     rows += [
         ("eflomal forward", fwd),
         ("eflomal reverse", rev),
-        ("eflomal intersect", [symmetrize(f, r, "intersect") for f, r in zip(fwd, rev, strict=True)]),
+        (
+            "eflomal intersect",
+            [symmetrize(f, r, "intersect") for f, r in zip(fwd, rev, strict=True)],
+        ),
         (
             "eflomal grow-diag-final",
             [symmetrize(f, r, "grow-diag-final") for f, r in zip(fwd, rev, strict=True)],
@@ -112,7 +117,9 @@ def main() -> None:
     print("| aligner | AER | precision | recall |\n|---|---:|---:|---:|")
     for name, links in rows:
         s = alignment_scores(links, sure, possible)
-        print(f"| {name} | {100 * s['aer']:.1f} | {100 * s['precision']:.1f} | {100 * s['recall']:.1f} |")
+        print(
+            f"| {name} | {100 * s['aer']:.1f} | {100 * s['precision']:.1f} | {100 * s['recall']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+"""Every reading of a run's attention scored on a gold word alignment: each decoder layer and their
+average, heads averaged and one by one, as predicted ("attention") and one step later ("shift"),
+and — with a run trained in the other direction — symmetrized. The same code as
+`mt align --src --tgt --gold`; prints a Markdown table.
+
+    python scripts/align_readings.py --run runs/tatoeba_en_fr-transformer \\
+        --reverse-run runs/tatoeba_fr_en-transformer --src GOLD.e --tgt GOLD.f --gold GOLD.wa
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mt.alignment import alignment_scores, read_gold, read_sentences, symmetrize  # noqa: E402
+from mt.translator import Translator  # noqa: E402
+
+
+def readings(translator: Translator) -> list[tuple[str, dict]]:
+    """(name, align_words options) of every reading worth scoring."""
+    out = []
+    layers = (
+        translator.cfg.model.decoder_layers if translator.cfg.model.arch == "transformer" else 0
+    )
+    for method in ("attention", "shift"):
+        if not layers:
+            out.append((f"{method}", {"method": method}))
+            continue
+        for layer in range(layers):
+            out.append((f"{method}, layer {layer}", {"method": method, "layer": layer}))
+        out.append((f"{method}, layers averaged", {"method": method, "layer": list(range(layers))}))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--reverse-run")
+    parser.add_argument("--src", required=True)
+    parser.add_argument("--tgt", required=True)
+    parser.add_argument("--gold", required=True)
+    parser.add_argument("--gold-one-based", action="store_true")
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--heads", action="store_true", help="also score each head of each layer")
+    args = parser.parse_args()
+
+    src = [s.split() for s in read_sentences(args.src)]
+    tgt = [t.split() for t in read_sentences(args.tgt)]
+    gold = read_gold(args.gold, len(src), args.gold_one_based)
+    forward = Translator.load(args.run, args.checkpoint, device="cpu")
+    rows: list[tuple[str, list]] = []
+    links: dict[str, list] = {}
+    for name, options in readings(forward):
+        links[name] = [set(a.links) for a in forward.align_words(src, tgt, **options)]
+        rows.append((name, links[name]))
+        if args.heads and "layer" in options and isinstance(options["layer"], int):
+            for head in range(forward.cfg.model.heads):
+                found = forward.align_words(src, tgt, head=head, **options)
+                rows.append((f"{name}, head {head}", [set(a.links) for a in found]))
+    if args.reverse_run:
+        backward = Translator.load(args.reverse_run, args.checkpoint, device="cpu")
+        for name, options in readings(backward):
+            found = backward.align_words(tgt, src, **options)
+            reverse = [{(i, j) for j, i in a.links} for a in found]
+            rows.append((f"reverse run: {name}", reverse))
+            if name in links:
+                for how in ("intersect", "grow-diag-final"):
+                    both = [
+                        symmetrize(f, r, how) for f, r in zip(links[name], reverse, strict=True)
+                    ]
+                    rows.append((f"both directions, {name}, {how}", both))
+    print(
+        f"{len(src)} sentence pairs; {args.run}"
+        + (f" + {args.reverse_run}" if args.reverse_run else "")
+    )
+    print("\n| reading | AER | precision | recall |\n|---|---:|---:|---:|")
+    for name, found in rows:
+        s = alignment_scores(found, *gold)
+        print(
+            f"| {name} | {100 * s['aer']:.1f} | {100 * s['precision']:.1f} | {100 * s['recall']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
