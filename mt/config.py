@@ -83,7 +83,7 @@ class RNNConfig:
     name: str = MISSING
     arch: str = "rnn"
     style: str = "bahdanau"  # bahdanau | luong
-    attention: str = "additive"  # additive | dot | general | concat
+    attention: str = "additive"  # additive | dot | general | concat | none
     cell: str = "gru"  # gru | lstm
     embedding_dim: int = 256
     encoder_hidden: int = 256
@@ -93,6 +93,8 @@ class RNNConfig:
     dropout: float = 0.2
     tie_embeddings: bool = True
     align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
+    attention_mode: str = "soft"  # soft | hard (one source position: Gumbel-softmax, argmax)
+    gumbel_temperature: float = 1.0  # hard attention in training: straight-through Gumbel-softmax
 
 
 @dataclass

@@ -20,6 +20,8 @@ from mt.train import Trainer, Validate
 
 def log_probes(run: Run, probes: list[str], step: int, writer) -> None:
     """Alignment heatmaps of the probe sentences, greedy and beam, as TensorBoard images."""
+    if not run.model.has_attention:
+        return
     for i, sentence in enumerate(probes):
         for beam in sorted({1, run.cfg.decode.beam_size}):
             translation, _, alignment = run.align(sentence, options=run.options(beam_size=beam))

@@ -53,6 +53,8 @@ ADDED_KEYS = {
     "train.stop_metric": "bleu",
     "train.metrics": ["bleu", "chrf"],
     "model.align_method": "attention",
+    "model.attention_mode": "soft",
+    "model.gumbel_temperature": 1.0,
 }
 
 
@@ -72,7 +74,8 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ between two configs, ignoring those a resumed run may change."""
-    a, b = {**ADDED_KEYS, **flatten(saved)}, flatten(current)
+    b = flatten(current)
+    a = {**{k: v for k, v in ADDED_KEYS.items() if k in b}, **flatten(saved)}
 
     def relevant(k: str) -> bool:
         return not any(

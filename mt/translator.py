@@ -57,6 +57,15 @@ class Translator:
         self.tokenizer = model.tokenizer
         self.cfg = model.cfg
         self.dir: Path = Path(model.dir)
+        # False for a model without attention (an RNN with model.attention=none)
+        self.has_attention: bool = getattr(getattr(model, "model", None), "has_attention", True)
+
+    def needs_attention(self) -> None:
+        if not self.has_attention:
+            raise TranslatorError(
+                f"{self.dir} has no attention (model.attention={self.cfg.model.attention}): "
+                "there is nothing to align with"
+            )
 
     @classmethod
     def load(
@@ -196,6 +205,8 @@ class Translator:
         if bad := [i for i, s in enumerate(sentences) if not isinstance(s, str)]:
             raise TranslatorError(f"sentences: item {bad[0]} is not a string")
         options = self.options(beam, nbest, strategy, batch_size, temperature, top_k, top_p)
+        if align:
+            self.needs_attention()
         with self.reading(layer, head):
             return list(self.stream(sentences, options, align, method=method))
 
@@ -216,6 +227,7 @@ class Translator:
             raise TranslatorError("an empty sentence was given to align")
         if target is not None and not target.strip():
             raise TranslatorError("an empty target was given: give the translation to align")
+        self.needs_attention()
         options = replace(self.options(beam=beam), nbest=1)
         if options.strategy == "sample":
             options = replace(options, strategy="beam")
@@ -249,6 +261,7 @@ class Translator:
         at all gets no link."""
         if len(sources) != len(targets):
             raise TranslatorError(f"{len(sources)} source sentences but {len(targets)} targets")
+        self.needs_attention()
         method = self.method(method)
         options = self.options(batch_size=batch_size)
         tok = self.tokenizer

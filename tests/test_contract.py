@@ -17,18 +17,30 @@ VOCAB = 40
 TRANSFORMER = ["model=transformer", "model.d_model=16", "model.heads=2", "model.ff_dim=32"]
 TRANSFORMER += ["model.encoder_layers=2", "model.decoder_layers=2", "model.dropout=0.0"]
 RNN_SIZES = ["model.embedding_dim=16", "model.encoder_hidden=8", "model.decoder_hidden=16"]
-ARCHITECTURES = {"transformer": TRANSFORMER} | {
-    f"{style}-{cell}-{attention}": [
-        f"model=rnn_{style}",
-        f"model.cell={cell}",
-        f"model.attention={attention}",
-        "model.dropout=0.0",
-        *RNN_SIZES,
-    ]
-    for style, cell, attention in itertools.product(
-        ["bahdanau", "luong"], ["gru", "lstm"], ["additive", "dot", "general", "concat"]
-    )
-}
+ARCHITECTURES = (
+    {"transformer": TRANSFORMER}
+    | {
+        f"{style}-{cell}-{attention}": [
+            f"model=rnn_{style}",
+            f"model.cell={cell}",
+            f"model.attention={attention}",
+            "model.dropout=0.0",
+            *RNN_SIZES,
+        ]
+        for style, cell, attention in itertools.product(
+            ["bahdanau", "luong"], ["gru", "lstm"], ["additive", "dot", "general", "concat"]
+        )
+    }
+    | {
+        f"{style}-hard": [
+            f"model=rnn_{style}",
+            "model.attention_mode=hard",
+            "model.dropout=0.0",
+            *RNN_SIZES,
+        ]
+        for style in ["bahdanau", "luong"]
+    }
+)
 
 
 @pytest.fixture(scope="module", params=list(ARCHITECTURES), ids=list(ARCHITECTURES))

@@ -135,7 +135,11 @@ def test_translate_with_alignment(server):
         ({"sentences": [PROBE], "beam": 2, "nbest": 3}, 422, "nbest: 3 is not in 1..2"),
         ({"sentences": [PROBE], "layer": 9}, 422, "layer 9: the decoder has 2 layers"),
         (b"{not json", 422, "JSON decode error"),
-        ({"sentences": [PROBE], "align": True, "method": "diagonal"}, 422, "one of attention, shift"),
+        (
+            {"sentences": [PROBE], "align": True, "method": "diagonal"},
+            422,
+            "one of attention, shift",
+        ),
     ],
 )
 def test_bad_requests_get_4xx_and_serving_goes_on(server, body, status, message):

@@ -50,6 +50,7 @@ def search(
             f"decode.strategy: unknown strategy {options.strategy!r} (known: {', '.join(STRATEGIES)})"
         )
     strategy = STRATEGIES[options.strategy]
+    need_attn = need_attn and model.has_attention
     if strategy is beam_search and options.beam_size == 1:
         strategy = greedy_search  # the same hypotheses, faster
     return strategy(model, src, options, need_attn)

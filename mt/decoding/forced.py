@@ -17,6 +17,7 @@ def forced_decode(
 ) -> list[list[Hypothesis]]:
     """src (B, S), targets (B, T) PAD-padded ids ending in EOS -> one hypothesis per sentence: the
     target itself, its normalized log-probability and its cross-attention rows."""
+    need_attn = need_attn and model.has_attention
     tgt_in = torch.cat([torch.full_like(targets[:, :1], BOS), targets[:, :-1]], 1)
     logits, attn = model(src, tgt_in, need_attn=need_attn)  # (B, T, V), (B, T, S)
     batch, length, vocab = logits.shape

@@ -90,6 +90,7 @@ class Seq2Seq(nn.Module):
     """
 
     max_positions: int | None = None  # the longest sequence the model can take (None: no limit)
+    has_attention: bool = True  # False: nothing to align with (an RNN with model.attention=none)
 
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> Memory:
         """src_ids (B, S), src_mask (B, S) -> Memory."""

@@ -6,6 +6,12 @@
   then attend with the new state.
 
 Either way the output is tanh(W [state; context]) (the attentional vector) projected to the vocabulary.
+
+Soft attention weighs every source position; hard attention (`attention_mode="hard"`) takes exactly
+one: a straight-through Gumbel-softmax sample in training (one-hot forward, the soft weights'
+gradient backward), the argmax at inference. `attention="none"` is the encoder-decoder without
+attention (Cho et al. 2014): every step sees the same summary of the source, the encoder's final
+state — the baseline that shows what attention buys.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -83,10 +90,18 @@ class RNNSeq2Seq(Seq2Seq):
         dropout: float,
         tie_embeddings: bool,
         shared_vocab: bool,
+        attention_mode: str = "soft",
+        gumbel_temperature: float = 1.0,
     ):
         super().__init__()
         if style not in ("bahdanau", "luong"):
             raise ValueError(f"model.style: unknown {style!r} (bahdanau or luong)")
+        if attention_mode not in ("soft", "hard"):
+            raise ValueError(f"model.attention_mode: unknown {attention_mode!r} (soft or hard)")
+        if not gumbel_temperature > 0:
+            raise ValueError(f"model.gumbel_temperature must be above 0, not {gumbel_temperature}")
+        self.attention_mode, self.gumbel_temperature = attention_mode, gumbel_temperature
+        self.has_attention = attention != "none"
         if cell not in RNNS:
             raise ValueError(f"model.cell: unknown {cell!r} (gru or lstm)")
         self.style, self.cell_type = style, cell
@@ -108,8 +123,10 @@ class RNNSeq2Seq(Seq2Seq):
             dropout=dropout if decoder_layers > 1 else 0.0,
         )
         try:
-            self.attention = build_scored_attention(
-                attention, decoder_hidden, memory_dim, decoder_hidden
+            self.attention = (
+                build_scored_attention(attention, decoder_hidden, memory_dim, decoder_hidden)
+                if self.has_attention
+                else None
             )
         except ValueError as e:
             raise ValueError(
@@ -146,11 +163,14 @@ class RNNSeq2Seq(Seq2Seq):
             dropout=cfg.dropout,
             tie_embeddings=cfg.tie_embeddings,
             shared_vocab=shared_vocab,
+            attention_mode=cfg.get("attention_mode", "soft"),
+            gumbel_temperature=cfg.get("gumbel_temperature", 1.0),
         )
 
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> Memory:
         states, final = self.encoder(src_ids, src_mask)
-        return Memory(states, src_mask, final, keys=self.attention.prepare(states))
+        keys = self.attention.prepare(states) if self.attention is not None else None
+        return Memory(states, src_mask, final, keys=keys)
 
     def initial_state(self, memory: Memory) -> RNNState:
         batch = memory.states.shape[0]
@@ -172,12 +192,21 @@ class RNNSeq2Seq(Seq2Seq):
         out, h = self.rnn(x[:, None], hidden)
         return out[:, 0], h.transpose(0, 1), None
 
-    def _attend(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
-        """query (B, H) -> context (B, 2H_enc), weights (B, S)."""
+    def _attend(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor | None]:
+        """query (B, H) -> context (B, 2H_enc), weights (B, S) (None without attention)."""
+        if self.attention is None:  # the same summary of the source at every step
+            return memory.final, None
         context, weights = self.attention(
             query[:, None], memory.states, memory.states, memory.mask, memory.keys
         )
-        return context[:, 0], weights[:, 0]
+        if self.attention_mode == "soft":
+            return context[:, 0], weights[:, 0]
+        scores = torch.log(weights[:, 0].clamp_min(1e-30)).masked_fill(~memory.mask, float("-inf"))
+        if self.training:  # one position forward, the soft weights' gradient backward
+            one = F.gumbel_softmax(scores, tau=self.gumbel_temperature, hard=True)
+        else:
+            one = F.one_hot(scores.argmax(-1), scores.shape[-1]).to(scores.dtype)
+        return (one[:, None] @ memory.states)[:, 0], one
 
     def _step(
         self, embedded: Tensor, memory: Memory, state: RNNState
@@ -203,7 +232,7 @@ class RNNSeq2Seq(Seq2Seq):
             outputs.append(out)
             attention.append(weights)
         logits = self.output(self.dropout(torch.stack(outputs, 1)))  # (B, T, V)
-        return logits, torch.stack(attention, 1) if need_attn else None
+        return logits, torch.stack(attention, 1) if need_attn and self.has_attention else None
 
     def decode_step(
         self, tokens: Tensor, memory: Memory, state: RNNState | None, need_attn: bool = False
