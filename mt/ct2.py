@@ -244,7 +244,11 @@ class CTranslate2Model:
         for source, limit, result in zip(sources, limits, results, strict=True):
             hyps = []
             for k, pieces in enumerate(result.hypotheses):
-                tokens = self.ids(pieces)[: limit + 1]
+                tokens = self.ids(pieces)
+                if len(tokens) >= limit and tokens[limit - 1] != EOS:
+                    # past this sentence's limit (the batch decodes to its longest): cut as mt
+                    # does, whose limit-th token can only be EOS; the score stays CTranslate2's
+                    tokens = [*tokens[: limit - 1], EOS]
                 attention = None
                 if need_attn:
                     rows = torch.tensor(result.attention[k], dtype=torch.float32)

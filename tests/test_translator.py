@@ -9,6 +9,7 @@ import pytest
 
 from mt import Translator
 from mt.ct2 import ExportError, export
+from mt.decoding import DecodeOptions
 from mt.run import load_run
 from mt.translator import TranslatorError
 from tests.conftest import run_mt
@@ -115,6 +116,11 @@ def test_ctranslate2_matches_mt_token_for_token(exported, translator):
         # a forced target is scored by CTranslate2's score_batch, which does not renormalize
         # without <pad> and <s> as mt's search does: the scores differ in the third decimal
         assert b.score == pytest.approx(a.score, abs=1e-3 if target is None else 1e-2)
+    # a translation cut at its length limit (3 tokens: two pieces, then only EOS) is cut alike
+    short = DecodeOptions(strategy="greedy", beam_size=1, max_len_a=0.0, max_len_b=3)
+    ours = [h[0].tokens for h in translator.model.translate(SENTENCES, short)]
+    theirs = [h[0].tokens for h in fast.model.translate(SENTENCES, short)]
+    assert theirs == ours and max(map(len, ours)) == 3
     result = run_mt(
         "translate", "--run", str(exported), "--engine", "ctranslate2", "--beam", "1", PROBE
     )
