@@ -15,13 +15,42 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
+
+from omegaconf import DictConfig
 
 from mt.alignment import Alignment, read_attention
-from mt.decoding import DecodeOptions
+from mt.decoding import DecodeOptions, Hypothesis
 from mt.errors import MTError
 from mt.run import align_method, align_sentence, checkpoint_path, load_run, word_alignment
+from mt.tokenizer import Tokenizer
 
 ENGINES = ("torch", "ctranslate2")
+
+
+class Engine(Protocol):
+    """What a Translator decodes with: mt.run.Run (mt's own PyTorch decoding, any architecture) or
+    mt.ct2.CTranslate2Model (an exported Transformer). Ids in, hypotheses out."""
+
+    dir: Path
+    cfg: DictConfig
+    tokenizer: Tokenizer
+
+    def options(self, **overrides) -> DecodeOptions: ...
+
+    def translate(
+        self,
+        sentences: list[str],
+        options: DecodeOptions | None = None,
+        need_attn: bool = False,
+        first_number: int = 1,
+    ) -> Iterator[list[Hypothesis]]: ...
+
+    def force(self, sentence: str, target: str, options: DecodeOptions) -> Hypothesis: ...
+
+    def force_ids(
+        self, sources: list[list[int]], targets: list[list[int]], options: DecodeOptions
+    ) -> list[Hypothesis]: ...
 
 
 class TranslatorError(MTError, ValueError):
@@ -52,7 +81,7 @@ class Translator:
     """A trained run loaded for decoding. `engine` is "torch" (mt's own decoding; any architecture)
     or "ctranslate2" (a Transformer run exported with `mt export --format ctranslate2`)."""
 
-    def __init__(self, model, engine: str):
+    def __init__(self, model: Engine, engine: str):
         self.model, self.engine = model, engine
         self.tokenizer = model.tokenizer
         self.cfg = model.cfg
