@@ -5,9 +5,11 @@ to docs/BENCHMARKS.md with the command, machine and date.
 
     python scripts/bench_inference.py --run runs/multi30k_en_de-transformer_tiny
     python scripts/bench_inference.py --run R1 --run R2 --sentences 500 --threads 2
+    python scripts/bench_inference.py --run R --data "data=tatoeba_de_en data.src_lang=en data.tgt_lang=de"
 
 Sentences are the first --sentences of each run's test split (data.test_splits[0]; the corpus comes
-from the stage cache or MT_DATA_DIR). A run is exported to CTranslate2 into a temporary directory;
+from the stage cache or MT_DATA_DIR), and of the test split of each `--data` corpus (Hydra
+overrides), translated by every run. A run is exported to CTranslate2 into a temporary directory;
 its own directory is not touched.
 """
 
@@ -34,15 +36,26 @@ ENGINES = {
 }
 
 
-def test_split(run: Path, n: int) -> tuple[list[str], list[str], str, str]:
-    """The first n source and reference sentences of the run's first test split."""
+def test_split(run: Path, n: int, data: str | None = None) -> tuple[list[str], list[str], str, str]:
+    """The first n source and reference sentences of the run's first test split, or of the corpus
+    that the Hydra overrides `data` name (e.g. "data=tatoeba_de_en data.src_lang=en
+    data.tgt_lang=de")."""
     from omegaconf import OmegaConf
 
     from mt import stages
 
     cfg = OmegaConf.load(run / "config.yaml")
+    if data:
+        from hydra import compose, initialize_config_dir
+
+        from mt.config import CONF_DIR
+
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=data.split())
     if os.environ.get("MT_DATA_DIR"):
         cfg.data_dir = os.environ["MT_DATA_DIR"]
+    if os.environ.get("MT_CACHE_DIR"):
+        cfg.cache_dir = os.environ["MT_CACHE_DIR"]
     _, corpus = stages.prepare_stage(cfg)
     split = cfg.data.test_splits[0]
     data = corpus[split]
@@ -62,10 +75,10 @@ def worker(args: argparse.Namespace) -> None:
     from mt.translator import Translator
 
     torch.set_num_threads(args.threads)  # CTranslate2 takes the same number of threads
-    sources, references = json.loads(Path(args.data).read_text())
+    sources, references = json.loads(Path(args.sentences_file).read_text())
     start = time.perf_counter()
     translator = Translator.load(
-        args.run, device="cpu", engine=args.engine, export_dir=args.export_dir
+        args.run[0], device="cpu", engine=args.engine, export_dir=args.export_dir
     )
     load_seconds = time.perf_counter() - start
     options = translator.options(beam=args.beam, batch_size=args.batch)
@@ -104,7 +117,7 @@ def measure(
 ) -> dict:
     command = [
         sys.executable, __file__, "--worker", "--run", str(run), "--engine", engine,
-        "--beam", str(beam), "--batch", str(batch), "--data", str(data), "--tgt-lang", tgt_lang,
+        "--beam", str(beam), "--batch", str(batch), "--sentences-file", str(data), "--tgt-lang", tgt_lang,
         "--threads", str(threads),
     ]  # fmt: skip
     if export_dir:
@@ -115,16 +128,43 @@ def measure(
     return json.loads(out.stdout.splitlines()[-1])
 
 
+def measure_all(
+    run: Path, exports: dict, data: Path, corpus: str, n: int, tgt_lang: str, threads: int
+) -> list[str]:
+    """The table's rows for one run on one corpus: every engine, search and batch size."""
+    rows = []
+    for beam in (1, 5):
+        for batch in (1, 64):
+            reference = None
+            for label, (engine, quantization) in ENGINES.items():
+                r = measure(run, engine, exports.get(quantization), beam, batch, data, tgt_lang,
+                            threads)  # fmt: skip
+                reference = reference or r["hyps"]
+                same = sum(a == b for a, b in zip(r["hyps"], reference, strict=True))
+                row = (
+                    f"| {run.name} | {corpus} ({n}) | {label} | "
+                    f"{'greedy' if beam == 1 else f'beam {beam}'} | {batch} | "
+                    f"{r['sentences_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
+                    f"{r['peak_rss_mib']:.0f} | {r['bleu']:.2f} | {100 * same / n:.1f} % |"
+                )
+                print(row, flush=True)
+                rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--run", action="append", required=True, help="a Transformer run; repeatable"
     )
     parser.add_argument("--sentences", type=int, default=500, help="test sentences per measurement")
+    parser.add_argument(
+        "--data", action="append", default=[], help="another test corpus: Hydra data overrides"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--no-append", action="store_true", help="print only")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    for name in ("--engine", "--export-dir", "--data", "--tgt-lang"):
+    for name in ("--engine", "--export-dir", "--sentences-file", "--tgt-lang"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     parser.add_argument("--beam", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -149,31 +189,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for run_name in args.run:
             run = Path(run_name)
-            sources, references, corpus, tgt_lang = test_split(run, args.sentences)
-            data = Path(tmp) / f"{run.name}.json"
-            data.write_text(json.dumps([sources, references]))
             loaded = load_run(run, device="cpu")
             exports = {
                 q: str(export(loaded, Path(tmp) / f"{run.name}-{q}", q))
                 for q in ("float32", "int8")
             }
-            for beam in (1, 5):
-                for batch in (1, 64):
-                    reference = None
-                    for label, (engine, quantization) in ENGINES.items():
-                        r = measure(run, engine, exports.get(quantization), beam, batch, data,
-                                    tgt_lang, args.threads)  # fmt: skip
-                        reference = reference or r["hyps"]
-                        same = sum(a == b for a, b in zip(r["hyps"], reference, strict=True))
-                        row = (
-                            f"| {run.name} | {corpus} ({len(sources)}) | {label} | "
-                            f"{'greedy' if beam == 1 else f'beam {beam}'} | {batch} | "
-                            f"{r['sentences_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
-                            f"{r['peak_rss_mib']:.0f} | {r['bleu']:.2f} | "
-                            f"{100 * same / len(sources):.1f} % |"
-                        )
-                        print(row, flush=True)
-                        lines.append(row)
+            for k, corpus_data in enumerate([None, *args.data]):
+                sources, references, corpus, tgt_lang = test_split(run, args.sentences, corpus_data)
+                data = Path(tmp) / f"{run.name}-{k}.json"
+                data.write_text(json.dumps([sources, references]))
+                lines += measure_all(
+                    run, exports, data, corpus, len(sources), tgt_lang, args.threads
+                )
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_append:
