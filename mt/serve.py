@@ -74,14 +74,18 @@ class Batcher:
         while True:
             jobs = [await self.queue.get()]
             deadline = loop.time() + self.max_wait
+            # gather what arrives until the deadline; polled, since a get() cancelled by a timeout
+            # can lose its item on some Python versions
             while sum(len(j.sentences) for j in jobs) < self.max_batch:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
                 try:
-                    jobs.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except TimeoutError:
+                    jobs.append(self.queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
                     break
+                await asyncio.sleep(min(remaining, 0.001))
             groups: dict[tuple, list[Job]] = {}
             for job in jobs:
                 groups.setdefault(job.key, []).append(job)
