@@ -1,10 +1,10 @@
-"""Statistical word-alignment baselines for `mt align --gold`: eflomal (Östling and Tiedemann 2016;
-IBM1 + HMM + fertility, Gibbs sampling) trained on the same parallel corpus as a run, and the
-diagonal aligner, scored on the same gold set with the same AER code as `mt align`.
+"""The run's attention beside statistical word aligners, on one gold set, in one table: eflomal
+(Östling and Tiedemann 2016; IBM1 + HMM + fertility, Gibbs sampling) trained on the same parallel
+corpus as the run, and the diagonal aligner, scored with the same AER code as `mt align --gold`.
 
     pip install eflomal
     python scripts/align_baseline.py --run runs/tatoeba_en_fr-transformer \\
-        --src GOLD.e --tgt GOLD.f --gold GOLD.wa
+        [--reverse-run runs/tatoeba_fr_en-transformer] --src GOLD.e --tgt GOLD.f --gold GOLD.wa
 
 The corpus is the run's training split (from the stage cache or MT_DATA_DIR), Moses-tokenized and
 lower-cased as the gold files are; the gold sentences are added to it (an unsupervised aligner sees
@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--gold", required=True)
     parser.add_argument("--gold-one-based", action="store_true")
     parser.add_argument("--limit", type=int, help="use only the first N training pairs")
+    parser.add_argument(
+        "--reverse-run", help="the run trained in the other direction (symmetrized)"
+    )
     args = parser.parse_args()
     try:
         import eflomal
@@ -80,6 +83,18 @@ def main() -> None:
     gold_tgt = [t.split() for t in read_sentences(args.tgt)]
     sure, possible = read_gold(args.gold, len(gold_src), args.gold_one_based)
     rows = [("diagonal", diagonal(gold_src, gold_tgt))]
+    from mt.translator import Translator
+
+    model = Translator.load(args.run, device="cpu")
+    forward = [set(a.links) for a in model.align_words(gold_src, gold_tgt)]
+    reading = f"layer {model.cfg.model.get('align_layer')}, {model.method(None)}"
+    rows.append((f"mt {Path(args.run).name} ({reading})", forward))
+    if args.reverse_run:
+        reverse = Translator.load(args.reverse_run, device="cpu")
+        backward = [{(i, j) for j, i in a.links} for a in reverse.align_words(gold_tgt, gold_src)]
+        for how in ("intersect", "grow-diag-final"):
+            both = [symmetrize(f, b, how) for f, b in zip(forward, backward, strict=True)]
+            rows.append((f"mt, both directions, {how}", both))
 
     src, tgt, src_lang, tgt_lang = training_corpus(Path(args.run), args.limit)
     src += [" ".join(s) for s in gold_src]
