@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from mt.decoding import DecodeOptions, Hypothesis
+from mt.decoding import DecodeOptions, Hypothesis, in_batches
 from mt.errors import MTError
 from mt.tokenizer import EOS, Tokenizer
 
@@ -180,15 +180,15 @@ def export(run, output: str | Path | None = None, quantization: str = "float32")
 
 
 class CTranslate2Model:
-    """An exported run decoded by CTranslate2, with the interface of mt.run.Run that decoding
-    callers use: `tokenizer`, `options()`, `translate()` and `align()`."""
+    """An exported run decoded by CTranslate2: the decoding interface of mt.run.Run
+    (mt.translator.Engine), on as many threads as torch is set to use."""
 
-    def __init__(self, run_dir: Path, cfg, tok: Tokenizer, folder: Path, threads: int = 0):
+    def __init__(self, run_dir: Path, cfg, tok: Tokenizer, folder: Path):
         ctranslate2 = import_ctranslate2()
         self.dir, self.cfg, self.tokenizer, self.folder = Path(run_dir), cfg, tok, Path(folder)
         self.info = json.loads((self.folder / EXPORT_INFO).read_text())
         self.translator = ctranslate2.Translator(
-            str(self.folder), device="cpu", intra_threads=threads or torch.get_num_threads()
+            str(self.folder), device="cpu", intra_threads=torch.get_num_threads()
         )
         self.max_positions = int(self.info["max_positions"])
 
@@ -264,25 +264,15 @@ class CTranslate2Model:
         need_attn: bool = False,
         first_number: int = 1,
     ) -> Iterator[list[Hypothesis]]:
+        """Hypotheses per sentence (options.nbest each), in order, as they are decoded."""
         options = options or self.options()
-        sources = self.tokenizer.encode_src(sentences)
-        if self.max_positions:
-            sources = [
-                s if len(s) <= self.max_positions else [*s[: self.max_positions - 1], EOS]
-                for s in sources
-            ]
-        for start in range(0, len(sources), options.batch_size):
-            chunk = sources[start : start + options.batch_size]
-            real = [i for i, s in enumerate(chunk) if len(s) > 1]
-            decoded = dict(
-                zip(
-                    real,
-                    self._batch([chunk[i] for i in real], options, need_attn) if real else [],
-                    strict=True,
-                )
-            )
-            for i in range(len(chunk)):
-                yield decoded.get(i, [Hypothesis([], 0.0)])
+        return in_batches(
+            self.tokenizer.encode_src(sentences),
+            lambda batch: self._batch(batch, options, need_attn),
+            options.batch_size,
+            self.max_positions,
+            first_number,
+        )
 
     def force(self, sentence: str, target: str, options: DecodeOptions) -> Hypothesis:
         """The given `target` as a hypothesis of `sentence`: its attention and its score (from

@@ -52,7 +52,6 @@ RESUMABLE_KEYS = {
 ADDED_KEYS = {
     "train.stop_metric": "bleu",
     "train.metrics": ["bleu", "chrf"],
-    "model.align_method": "attention",
     "model.attention_mode": "soft",
     "model.gumbel_temperature": 1.0,
 }

@@ -26,6 +26,7 @@ __all__ = [
     "beam_search",
     "forced_decode",
     "greedy_search",
+    "in_batches",
     "sample",
     "search",
     "translate_ids",
@@ -56,25 +57,29 @@ def search(
     return strategy(model, src, options, need_attn)
 
 
-def translate_ids(
-    model: Seq2Seq,
+BatchDecoder = Callable[[list[list[int]]], list[list[Hypothesis]]]
+
+
+def in_batches(
     sources: Sequence[list[int]],
-    device: torch.device,
-    options: DecodeOptions,
-    need_attn: bool = False,
+    decode_batch: BatchDecoder,
+    batch_size: int,
+    max_positions: int | None,
     first_number: int = 1,
 ) -> Iterator[list[Hypothesis]]:
-    """Hypotheses for each source (ids), in input order, decoded in batches of similar length.
+    """Hypotheses for each source (ids), in input order, by `decode_batch` on batches of similar
+    length; whatever decodes (mt's search, CTranslate2) shares this.
 
     Yields as soon as every earlier sentence is done, so a caller can print while decoding goes on.
-    An empty source gets an empty hypothesis. Warnings number the inputs from `first_number`.
+    An empty source gets an empty hypothesis; one longer than `max_positions` keeps its start.
+    Warnings number the inputs from `first_number`.
     """
     # an empty source (EOS alone) has the empty translation: decoding it would only hallucinate
     done: dict[int, list[Hypothesis]] = {
         i: [Hypothesis([], 0.0)] for i, s in enumerate(sources) if len(s) <= 1
     }
     order = sorted((i for i in range(len(sources)) if i not in done), key=lambda i: len(sources[i]))
-    limit = model.max_positions
+    limit = max_positions
     too_long = [i for i in order if limit and len(sources[i]) > limit]
     if too_long:
         log.warning(
@@ -86,11 +91,27 @@ def translate_ids(
         for i in too_long:
             sources[i] = [*sources[i][: limit - 1], EOS]
     next_out = 0
-    for start in range(0, len(order) + 1, options.batch_size):
-        chunk = order[start : start + options.batch_size]
+    for start in range(0, len(order) + 1, batch_size):
+        chunk = order[start : start + batch_size]
         if chunk:
-            src = pad([torch.tensor(sources[i], dtype=torch.long) for i in chunk]).to(device)
-            done.update(zip(chunk, search(model, src, options, need_attn), strict=True))
+            done.update(zip(chunk, decode_batch([sources[i] for i in chunk]), strict=True))
         while next_out in done:
             yield done.pop(next_out)
             next_out += 1
+
+
+def translate_ids(
+    model: Seq2Seq,
+    sources: Sequence[list[int]],
+    device: torch.device,
+    options: DecodeOptions,
+    need_attn: bool = False,
+    first_number: int = 1,
+) -> Iterator[list[Hypothesis]]:
+    """Hypotheses for each source (ids) by `options.strategy`, in input order (see `in_batches`)."""
+
+    def decode_batch(batch: list[list[int]]) -> list[list[Hypothesis]]:
+        src = pad([torch.tensor(ids, dtype=torch.long) for ids in batch]).to(device)
+        return search(model, src, options, need_attn)
+
+    return in_batches(sources, decode_batch, options.batch_size, model.max_positions, first_number)
