@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/pip install --quiet -e '.[dev,fast,serve]'
+	$(BIN)/pip install --quiet -e '.[dev,fast,serve,align]'
 	touch $@
 
 train: install  ## prepare -> tokenize -> train -> evaluate (Hydra overrides in ARGS; NPROC=N: torchrun)

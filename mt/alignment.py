@@ -267,6 +267,9 @@ def alignment_error_rate(
 NEIGHBOURS = [(-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
 
 
+SYMMETRIZATIONS = ("intersect", "union", "grow-diag-final")
+
+
 def symmetrize(forward: Links, backward: Links, method: str) -> Links:
     """Combine the links of both directions (each as (source, target)): intersection, union, or
     grow-diag-final (Koehn et al. 2003: from the intersection, add neighbouring union links that
@@ -276,7 +279,7 @@ def symmetrize(forward: Links, backward: Links, method: str) -> Links:
     if method == "union":
         return forward | backward
     if method != "grow-diag-final":
-        raise ValueError(f"symmetrization {method!r}: intersect, union or grow-diag-final")
+        raise ValueError(f"symmetrization {method!r}: {', '.join(SYMMETRIZATIONS)}")
     union = forward | backward
     links = set(forward & backward)
     aligned_src = {i for i, _ in links}

@@ -18,10 +18,12 @@ from mt.tokenizer import BOS, PAD
 
 @dataclass
 class EncodedCorpus:
-    """Token ids of one split, one tensor per sentence (EOS-terminated)."""
+    """Token ids of one split, one tensor per sentence (EOS-terminated); for guided alignment,
+    also each pair's (target position, source position) links (mt.guided), else None."""
 
     src: list[Tensor]
     tgt: list[Tensor]
+    links: list[Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.src)
@@ -63,6 +65,7 @@ class Batch:
     src: Tensor
     tgt_in: Tensor
     tgt_out: Tensor
+    align: Tensor | None = None  # (B, T, S) guided-alignment targets (mt.guided.target_matrix)
 
     @property
     def tgt_tokens(self) -> int:
@@ -71,7 +74,10 @@ class Batch:
 
     def to(self, device: torch.device) -> Batch:
         return Batch(
-            *(t.to(device, non_blocking=True) for t in (self.src, self.tgt_in, self.tgt_out))
+            *(
+                t.to(device, non_blocking=True) if t is not None else None
+                for t in (self.src, self.tgt_in, self.tgt_out, self.align)
+            )
         )
 
 
@@ -83,7 +89,16 @@ def pad(seqs: list[Tensor]) -> Tensor:
 def collate(corpus: EncodedCorpus, indices: list[int]) -> Batch:
     tgt = [corpus.tgt[i] for i in indices]
     tgt_in = [torch.cat([torch.tensor([BOS]), t[:-1]]) for t in tgt]
-    return Batch(pad([corpus.src[i] for i in indices]), pad(tgt_in), pad(tgt))
+    src = pad([corpus.src[i] for i in indices])
+    tgt_out = pad(tgt)
+    align = None
+    if corpus.links is not None:
+        align = torch.zeros(len(indices), tgt_out.shape[1], src.shape[1])
+        for row, i in enumerate(indices):
+            links = corpus.links[i]
+            align[row, links[:, 0], links[:, 1]] = 1.0
+        align /= align.sum(-1, keepdim=True).clamp_min(1.0)
+    return Batch(src, pad(tgt_in), tgt_out, align)
 
 
 def token_batches(

@@ -122,6 +122,10 @@ class TrainConfig:
     save_every_minutes: Optional[float] = 5
     metrics: list[str] = field(default_factory=lambda: ["bleu", "chrf"])
     stop_metric: str = "bleu"
+    # guided alignment (mt.guided): the model's alignment reading is trained on an aligner's links
+    guided_alignment: Optional[str] = None  # null (off) | eflomal
+    guided_weight: float = 0.05  # the alignment loss's weight beside the translation loss
+    guided_symmetrize: str = "grow-diag-final"  # intersect | union | grow-diag-final
 
 
 @dataclass

@@ -44,3 +44,10 @@ def label_smoothed_loss(
     ignore_index=PAD, reduction="sum"), gradient included (tests/test_transformer.py).
     """
     return _SmoothedCrossEntropy.apply(logits.flatten(0, 1).float(), target.flatten(), smoothing)
+
+
+def alignment_loss(attn: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of attention rows against target distributions (guided alignment,
+    Garg et al. 2019): -sum_t sum_s target[t, s] log attn[t, s]. attn and target (B, T, S);
+    a target row of zeros (a word the aligner left unlinked, padding) adds nothing."""
+    return -(target * attn.float().clamp_min(1e-9).log()).sum()

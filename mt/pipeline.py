@@ -4,13 +4,15 @@ that decodes the dev set and draws the probe sentences' alignments."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from pathlib import Path
 
 import datasets
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mt import distributed, metrics, process
+from mt import distributed, guided, metrics, process
+from mt.alignment import SYMMETRIZATIONS
 from mt.models import Seq2Seq
 from mt.run import Run, RunError, RunLock, build_for, flatten, init_run
 from mt.stages import build_stages
@@ -70,6 +72,27 @@ def check_config(cfg: DictConfig) -> None:
             raise RunError(
                 f"train.metrics / train.stop_metric: unknown metric {name!r} (known: {', '.join(metrics.METRICS)})"
             )
+    if (aligner := cfg.train.get("guided_alignment")) is not None:
+        check_guided(cfg, aligner)
+
+
+def check_guided(cfg: DictConfig, aligner: str) -> None:
+    """Guided alignment needs a known aligner, installed, and a model with attention to guide."""
+    if aligner not in guided.ALIGNERS:
+        raise RunError(
+            f"train.guided_alignment: unknown aligner {aligner!r} (null or {', '.join(guided.ALIGNERS)})"
+        )
+    if cfg.train.guided_symmetrize not in SYMMETRIZATIONS:
+        raise RunError(
+            f"train.guided_symmetrize: {cfg.train.guided_symmetrize!r} is not one of "
+            + ", ".join(SYMMETRIZATIONS)
+        )
+    if cfg.model.get("attention") == "none":
+        raise RunError("train.guided_alignment: model.attention=none has no attention to guide")
+    if importlib.util.find_spec(aligner) is None:
+        raise RunError(
+            f"train.guided_alignment={aligner} needs the {aligner} package: pip install 'mt[align]'"
+        )
 
 
 def train_pipeline(cfg: DictConfig) -> Path:

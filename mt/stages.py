@@ -1,4 +1,4 @@
-"""The cached stages prepare -> tokenize -> encode.
+"""The cached stages prepare -> tokenize -> encode (-> alignment, for guided alignment).
 
 Each stage's output lives in `<cache_dir>/<stage>-<key>/`, where the key hashes the config the stage
 reads and the keys of its inputs: an unchanged config re-runs nothing, and a changed model re-uses the
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mt import checkpoint, data, tokenizer
@@ -128,6 +129,40 @@ def encode_stage(
     return {split: EncodedCorpus.load(folder / f"{split}.pt") for split in corpus}
 
 
+def alignment_stage(
+    cfg: DictConfig, tokenizer_key: str, tok: tokenizer.Tokenizer, corpus: datasets.DatasetDict
+) -> list:
+    """Guided alignment's links of the training split (mt.guided), one (N, 2) tensor per pair."""
+    key = stage_key(
+        "alignment", tokenizer_key, cfg.train.guided_alignment, cfg.train.guided_symmetrize
+    )
+
+    def build(tmp: Path) -> None:
+        from mt import guided
+
+        train = corpus["train"]
+        links = guided.training_links(
+            train["src"],
+            train["tgt"],
+            tok.piece_spans(train["src"], "src"),
+            tok.piece_spans(train["tgt"], "tgt"),
+            cfg.train.guided_alignment,
+            cfg.train.guided_symmetrize,
+        )
+        checkpoint.save(
+            tmp / "train.pt",
+            {
+                "links": torch.tensor(
+                    [link for pair in links for link in pair], dtype=torch.int32
+                ).reshape(-1, 2),
+                "counts": torch.tensor([len(pair) for pair in links]),
+            },
+        )
+
+    state = checkpoint.load(cached(Path(cfg.cache_dir), key, build) / "train.pt")
+    return list(state["links"].long().split(state["counts"].tolist()))
+
+
 @dataclass
 class Stages:
     """What the cached stages give training: the corpus, the tokenizer (and its folder), the ids."""
@@ -144,4 +179,7 @@ def build_stages(cfg: DictConfig) -> Stages:
     prepare_key, corpus = prepare_stage(cfg)
     tokenizer_key, tokenizer_folder = tokenize_stage(cfg, prepare_key, corpus)
     tok = tokenizer.Tokenizer.load(tokenizer_folder)
-    return Stages(corpus, tokenizer_folder, tok, encode_stage(cfg, tokenizer_key, tok, corpus))
+    encoded = encode_stage(cfg, tokenizer_key, tok, corpus)
+    if cfg.train.get("guided_alignment"):
+        encoded["train"].links = alignment_stage(cfg, tokenizer_key, tok, corpus)
+    return Stages(corpus, tokenizer_folder, tok, encoded)

@@ -59,6 +59,16 @@ class Tokenizer:
             ids.extend(pieces)
         return ids + [EOS], groups
 
+    def piece_spans(self, texts: Sequence[str], side: str) -> list[list[tuple[int, int]]]:
+        """Each piece's [begin, end) byte span in its UTF-8 text, in the order of `encode_src` /
+        `encode_tgt` (EOS not included)."""
+        sp = self.src if side == "src" else self.tgt
+        try:
+            encoded = sp.encode(list(texts), out_type="proto")
+        except ValueError:  # sentencepiece before 0.2.1 names it immutable_proto
+            encoded = sp.encode(list(texts), out_type="immutable_proto")
+        return [[(p.begin, p.end) for p in text.pieces] for text in encoded]
+
     def decode_tgt(self, ids: Sequence[int]) -> str:
         """Detokenized text of target ids; special ids are dropped."""
         return self.tgt.decode([i for i in ids if i > EOS])

@@ -83,3 +83,21 @@ def generate(sizes: dict[str, int], seed: int) -> dict[str, list[tuple[str, str]
                 pairs.append((src, tgt))
         splits[name] = pairs
     return splits
+
+
+def _phrase_links(src: list[str], tgt: list[str], i: int, j: int) -> tuple[set, int, int]:
+    """Links of the noun phrase at source word i and target word j; the words after it."""
+    if src[i + 1].lower() in ADJECTIVES:  # det adj noun -> det noun adj
+        return {(i, j), (i + 1, j + 2), (i + 2, j + 1)}, i + 3, j + 3
+    return {(i, j), (i + 1, j + 1)}, i + 2, j + 2
+
+
+def alignment(src: str, tgt: str) -> set[tuple[int, int]]:
+    """The true word alignment of a generated pair, (source word, target word) over whitespace
+    words: determiners, nouns and adjectives to their translations (adjective and noun cross), the
+    verb to both words of its translation, the sentence to its sentence."""
+    s, t = src.split(), tgt.split()
+    subject, i, j = _phrase_links(s, t, 0, 0)
+    verb = {(i, j), (i, j + 1)}
+    obj, _, _ = _phrase_links(s, t, i + 1, j + 2)
+    return subject | verb | obj

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from mt import checkpoint, distributed, metrics
 from mt.batching import Batch, EncodedCorpus, collate, token_batches, training_updates
 from mt.errors import MTError
-from mt.loss import label_smoothed_loss
+from mt.loss import alignment_loss, label_smoothed_loss
 from mt.models.base import Seq2Seq
 from mt.progress import Progress, Window, append_metrics, progress_report, rewrite_metrics
 from mt.schedule import inverse_sqrt
@@ -148,8 +148,11 @@ class Trainer:
         with torch.autocast(
             self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
         ):
-            logits, _ = model(batch.src, batch.tgt_in)
-        return label_smoothed_loss(logits, batch.tgt_out, self.cfg.label_smoothing)
+            logits, attn = model(batch.src, batch.tgt_in, need_attn=batch.align is not None)
+        loss = label_smoothed_loss(logits, batch.tgt_out, self.cfg.label_smoothing)
+        if batch.align is not None:
+            loss = loss + self.cfg.guided_weight * alignment_loss(attn, batch.align)
+        return loss
 
     def update(self, batches: list[Batch]) -> tuple[float, int] | None:
         """One optimiser step over this rank's `batches`: (loss per target token, target tokens), or
