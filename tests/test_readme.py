@@ -54,3 +54,24 @@ def test_a_documented_override_composes(overrides):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     assert cfg.name and cfg.model.arch in ("transformer", "rnn")
+
+
+def test_results_tables_are_made_from_results_csv():
+    """The results tables of the README and docs/RESULTS.md are those that scripts/results.py
+    renders from docs/results.csv, and every row names its command."""
+    import importlib.util
+
+    root = README.parent
+    spec = importlib.util.spec_from_file_location("results", root / "scripts" / "results.py")
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    rows = results.read_rows()
+    assert rows, "docs/results.csv has no rows"
+    for path in results.DOCUMENTS:
+        blocks = results.BLOCK.findall(path.read_text())
+        assert blocks, f"{path.name} has no results table"
+        for _, name, body, _ in blocks:
+            chosen = [r for r in rows if name == "all" or r["data"] == name]
+            assert body == results.table(chosen), f"{path.name}: run scripts/results.py render"
+    for row in rows:
+        assert set(row) == set(results.FIELDS) and all(row[k] for k in ("command", "bleu"))

@@ -1,0 +1,180 @@
+"""docs/results.csv, one row per reported result, and the Markdown tables made from it.
+
+    python scripts/results.py add --run RUN [--split S] --command "make train ARGS=…" [--note …]
+    python scripts/results.py render          # the tables in README.md and docs/RESULTS.md
+
+`add` reads what the run wrote — config.yaml, metrics.jsonl (training minutes and updates),
+eval/<split>.scores.json (`mt eval`) — and appends a row with this machine and today's date.
+`render` rewrites the blocks between `<!-- results:NAME -->` and `<!-- /results -->` in the
+documents; NAME picks the rows (`all`, or a data name such as `multi30k_en_de`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import io
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CSV = ROOT / "docs" / "results.csv"
+DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "RESULTS.md"]
+FIELDS = [
+    "date",
+    "machine",
+    "data",
+    "split",
+    "model",
+    "params_m",
+    "experiment",
+    "command",
+    "train_minutes",
+    "updates",
+    "best_step",
+    "checkpoint",
+    "beam",
+    "bleu",
+    "chrf",
+    "bleu_tok_lc",
+    "note",
+]
+BLOCK = re.compile(r"(<!-- results:(\S+) -->\n)(.*?)(<!-- /results -->)", re.S)
+
+
+def machine() -> str:
+    """The CPU model and core count (and GPU, if any) of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core {cpu}"
+
+
+def read_rows() -> list[dict]:
+    if not CSV.exists():
+        return []
+    with CSV.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically: a temporary file beside `path`, then a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_rows(rows: list[dict]) -> None:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(CSV, out.getvalue())
+
+
+def run_row(run: Path, split: str | None, command: str, note: str) -> dict:
+    """A row for `run`'s scores on `split` (its first test split by default)."""
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    split = split or cfg["data"]["test_splits"][0]
+    scores_path = run / "eval" / f"{split}.scores.json"
+    if not scores_path.exists():
+        sys.exit(f"{scores_path} not found: run `mt eval --run {run}` first")
+    scores = json.loads(scores_path.read_text())
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    if not records:
+        sys.exit(f"{run}/metrics.jsonl has no validation yet")
+    stop = cfg["train"].get("stop_metric", "bleu")
+    best = max(records, key=lambda r: r.get(f"dev_{stop}", float("-inf")))
+    import torch
+
+    state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    params = sum(v.numel() for k, v in state["model"].items() if not k.endswith("positions"))
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "data": cfg["data"]["name"],
+        "split": split,
+        "model": cfg["model"]["name"],
+        "params_m": f"{params / 1e6:.2f}",
+        "experiment": cfg["name"],
+        "command": command,
+        "train_minutes": f"{records[-1]['minutes']:.1f}",
+        "updates": records[-1]["step"],
+        "best_step": best["step"],
+        "checkpoint": scores.get("checkpoint", ""),
+        "beam": scores.get("beam_size", ""),
+        "bleu": f"{scores['bleu']:.2f}",
+        "chrf": f"{scores['chrf']:.2f}",
+        "bleu_tok_lc": f"{scores['bleu_tok_lc']:.2f}",
+        "note": note,
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| data | split | model | training | test BLEU | chrF | tok-lc BLEU | date, machine |",
+        "|---|---|---|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        training = f"{float(r['train_minutes']):,.0f} min, {int(r['updates']):,} updates"
+        if r["note"]:
+            training += f"; {r['note']}"
+        model = f"`{r['model']}` ({r['params_m']}M)"
+        if r["experiment"]:
+            model += f", `{r['experiment']}`"
+        lines.append(
+            f"| {r['data']} | {r['split']} | {model} | {training} | {r['bleu']} | {r['chrf']} "
+            f"| {r['bleu_tok_lc']} | {r['date']}, {r['machine']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render(rows: list[dict]) -> None:
+    for path in DOCUMENTS:
+        text = path.read_text()
+
+        def block(m: re.Match) -> str:
+            name = m.group(2)
+            chosen = [r for r in rows if name == "all" or r["data"] == name]
+            return m.group(1) + table(chosen) + m.group(4)
+
+        new = BLOCK.sub(block, text)
+        if new != text:
+            write_text(path, new)
+            print(f"rewrote the results tables of {path.relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="append a row for a run's test scores")
+    add.add_argument("--run", type=Path, required=True)
+    add.add_argument("--split", help="the test split (default: the run's first)")
+    add.add_argument("--command", required=True, help="the command that reproduces the run")
+    add.add_argument("--note", default="", help="anything a reader must know (shared cores, …)")
+    sub.add_parser("render", help="rewrite the results tables of README.md and docs/RESULTS.md")
+    args = parser.parse_args()
+    rows = read_rows()
+    if args.action == "add":
+        rows.append(run_row(args.run, args.split, args.command, args.note))
+        write_rows(rows)
+        print(table(rows[-1:]))
+    render(rows)
+
+
+if __name__ == "__main__":
+    main()
