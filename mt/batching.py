@@ -3,59 +3,118 @@ updates of training: epoch after epoch, sharded among torchrun's processes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from mt import checkpoint
 from mt.errors import MTError
 from mt.tokenizer import BOS, PAD
 
 
+class Ragged:
+    """Variable-length rows of ints in one flat array plus offsets: row i is
+    values[offsets[i]:offsets[i + 1]]. The arrays may be memory-mapped files, so a corpus of any
+    size costs the memory of the rows in use."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray):
+        self.values, self.offsets = values, offsets
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Sequence[int]], width: int | None = None) -> Ragged:
+        rows = [
+            np.asarray(r, dtype=np.int32).reshape(-1, *((width,) if width else ())) for r in rows
+        ]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=offsets[1:])
+        empty = np.zeros((0, *((width,) if width else ())), dtype=np.int32)
+        return cls(np.concatenate(rows) if rows else empty, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> Tensor:
+        return torch.from_numpy(self.values[self.offsets[i] : self.offsets[i + 1]].astype(np.int64))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def save(self, prefix: Path) -> None:
+        """prefix.values (raw int32) and prefix.offsets.npy, each written whole, then renamed."""
+        write_array(Path(f"{prefix}.values"), np.ascontiguousarray(self.values, dtype=np.int32))
+        write_array(Path(f"{prefix}.offsets.npy"), self.offsets, npy=True)
+
+    @classmethod
+    def load(cls, prefix: Path, width: int | None = None) -> Ragged:
+        """Memory-mapped: nothing is read until a row is."""
+        offsets = np.load(f"{prefix}.offsets.npy")
+        shape = (int(offsets[-1]), *((width,) if width else ()))
+        if offsets[-1] == 0:
+            return cls(np.zeros(shape, dtype=np.int32), offsets)
+        return cls(np.memmap(f"{prefix}.values", dtype=np.int32, mode="r", shape=shape), offsets)
+
+
+def write_array(path: Path, array: np.ndarray, npy: bool = False) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array) if npy else f.write(array.tobytes())
+    os.replace(tmp, path)
+
+
+class RaggedWriter:
+    """Appends rows (given as flat values and lengths, a chunk at a time) to prefix.values, then
+    writes the offsets: a corpus is encoded without holding it."""
+
+    def __init__(self, prefix: Path):
+        self.prefix = prefix
+        self.file = open(f"{prefix}.values", "wb")  # noqa: SIM115 (closed in close())
+        self.lengths: list[np.ndarray] = []
+
+    def append(self, values: np.ndarray, lengths: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(values, dtype=np.int32).tobytes())
+        self.lengths.append(np.asarray(lengths, dtype=np.int64))
+
+    def close(self) -> None:
+        self.file.close()
+        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, dtype=np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        write_array(Path(f"{self.prefix}.offsets.npy"), offsets, npy=True)
+
+
 @dataclass
 class EncodedCorpus:
-    """Token ids of one split, one tensor per sentence (EOS-terminated); for guided alignment,
-    also each pair's (target position, source position) links (mt.guided), else None."""
+    """Token ids of one split (each sentence EOS-terminated), source and target as Ragged rows
+    (memory-mapped when loaded from the cache); for guided alignment, also each pair's
+    (target position, source position) links (mt.guided), else None."""
 
-    src: list[Tensor]
-    tgt: list[Tensor]
-    links: list[Tensor] | None = None
+    src: Ragged
+    tgt: Ragged
+    links: Ragged | None = None
 
     def __len__(self) -> int:
         return len(self.src)
 
     @classmethod
     def from_ids(cls, src: list[list[int]], tgt: list[list[int]]) -> EncodedCorpus:
-        return cls(
-            [torch.tensor(s, dtype=torch.long) for s in src],
-            [torch.tensor(t, dtype=torch.long) for t in tgt],
-        )
+        return cls(Ragged.from_rows(src), Ragged.from_rows(tgt))
 
-    def save(self, path: Path) -> None:
-        """One flat tensor per side plus lengths: fast to load, and loadable weights-only."""
-        checkpoint.save(
-            path,
-            {
-                side: {
-                    "ids": torch.cat(seqs).to(torch.int32),
-                    "lengths": torch.tensor([len(s) for s in seqs]),
-                }
-                for side, seqs in (("src", self.src), ("tgt", self.tgt))
-            },
-        )
+    def save(self, folder: Path, name: str) -> None:
+        """folder/name.src.* and name.tgt.* (Ragged.save)."""
+        self.src.save(Path(folder) / f"{name}.src")
+        self.tgt.save(Path(folder) / f"{name}.tgt")
 
     @classmethod
-    def load(cls, path: Path) -> EncodedCorpus:
-        state = checkpoint.load(path)
-        sides = [
-            list(state[side]["ids"].long().split(state[side]["lengths"].tolist()))
-            for side in ("src", "tgt")
-        ]
-        return cls(*sides)
+    def load(cls, folder: Path, name: str) -> EncodedCorpus:
+        return cls(
+            Ragged.load(Path(folder) / f"{name}.src"), Ragged.load(Path(folder) / f"{name}.tgt")
+        )
 
 
 @dataclass
@@ -102,31 +161,45 @@ def collate(corpus: EncodedCorpus, indices: list[int]) -> Batch:
 
 
 def token_batches(
-    src_lens: list[int], tgt_lens: list[int], batch_tokens: int, seed: int | None
-) -> list[list[int]]:
+    src_lens: Sequence[int] | np.ndarray,
+    tgt_lens: Sequence[int] | np.ndarray,
+    batch_tokens: int,
+    seed: int | None,
+) -> list[np.ndarray]:
     """Sentence indices grouped so that sentences x longest side <= `batch_tokens` per batch.
 
     Sentences are sorted by length (ties broken at random from `seed`), so a batch holds sentences of
     about one length and little padding; the batches are then shuffled from `seed`. With seed None,
-    nothing is random and the batches come in length order (for decoding).
+    nothing is random and the batches come in length order (for decoding). Works on the lengths
+    alone, in arrays: the batches of a corpus of millions are views into one index array.
     """
-    longest_side = torch.tensor([max(s, t) for s, t in zip(src_lens, tgt_lens, strict=True)])
+    src_lens = torch.as_tensor(np.asarray(src_lens, dtype=np.int64))
+    tgt_lens = torch.as_tensor(np.asarray(tgt_lens, dtype=np.int64))
+    longest_side = torch.maximum(src_lens, tgt_lens)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     n = len(src_lens)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     # sort by (longest side, target length); stable, so the random order breaks ties
-    key = longest_side * (max(tgt_lens) + 1) + torch.tensor(tgt_lens)
+    key = longest_side * (int(tgt_lens.max()) + 1 if n else 1) + tgt_lens
     order = order[torch.argsort(key[order], stable=True)]
-    batches, current, longest = [], [], 0
-    for i in order.tolist():
-        length = max(src_lens[i], tgt_lens[i])
-        if current and (len(current) + 1) * max(longest, length) > batch_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, length)
-    if current:
-        batches.append(current)
+    # The longest side grows along `order`, so a batch may take a sentence of length L while it
+    # holds fewer than batch_tokens // L (at least one): cut the order run by run of equal lengths.
+    lengths, counts = torch.unique_consecutive(longest_side[order], return_counts=True)
+    bounds, size = [], 0  # size: sentences in the open batch
+    position = 0
+    for length, count in zip(lengths.tolist(), counts.tolist(), strict=True):
+        capacity = max(batch_tokens // length, 1)
+        if size >= capacity:  # the open batch cannot take even one sentence this long
+            bounds.append(position)
+            size = 0
+        take = min(count, capacity - size)  # fill the open batch
+        position, size, count = position + take, size + take, count - take
+        while count:
+            bounds.append(position)
+            take = min(count, capacity)
+            position, size, count = position + take, take, count - take
+    order = order.numpy()
+    batches = np.split(order, bounds) if n else []
     if generator is not None:
         batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
     return batches
@@ -134,13 +207,10 @@ def token_batches(
 
 def epoch_batches(
     corpus: EncodedCorpus, batch_tokens: int, seed: int, epoch: int
-) -> list[list[int]]:
+) -> list[np.ndarray]:
     """The batches of one training epoch, in order: the same for the same (seed, epoch) on every rank."""
     return token_batches(
-        [len(s) for s in corpus.src],
-        [len(t) for t in corpus.tgt],
-        batch_tokens,
-        seed=seed * 100_003 + epoch,
+        corpus.src.lengths, corpus.tgt.lengths, batch_tokens, seed=seed * 100_003 + epoch
     )
 
 

@@ -8,21 +8,25 @@ corpus and the tokenizer. A stage writes into a temporary folder and renames it 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import torch
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from mt import checkpoint, data, tokenizer
-from mt.batching import EncodedCorpus
+from mt.batching import EncodedCorpus, Ragged, RaggedWriter
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,13 @@ def cached(cache_dir: Path, key: str, build: Callable[[Path], None]) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}."))
     tmp.chmod(0o777 & ~checkpoint.current_umask())
+    start = time.perf_counter()
     try:
         build(tmp)
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    log.info("built %s in %.1f s", final, time.perf_counter() - start)
     return final
 
 
@@ -72,19 +78,28 @@ def input_fingerprint(cfg: DictConfig) -> dict:
     }
 
 
+PREPARED_LAYOUT = 2  # one Arrow file per split, split by hashed source sentence
+
+
 def prepare_stage(cfg: DictConfig) -> tuple[str, datasets.DatasetDict]:
-    """The cleaned, split corpus: (stage key, {split: Dataset of src/tgt})."""
+    """The cleaned, split corpus: (stage key, {split: Dataset of src/tgt}, memory-mapped)."""
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     data_cfg.pop("probes", None)  # probes do not change the corpus
-    key = stage_key("prepare", data_cfg, input_fingerprint(cfg))
-    folder = cached(
-        Path(cfg.cache_dir),
-        key,
-        lambda tmp: data.prepare(cfg.data, cfg.data_dir, Path(cfg.cache_dir)).save_to_disk(
-            str(tmp)
-        ),
-    )
-    return key, datasets.load_from_disk(str(folder))
+    key = stage_key("prepare", data_cfg, input_fingerprint(cfg), PREPARED_LAYOUT)
+
+    def build(tmp: Path) -> None:
+        corpus = data.prepare(cfg.data, cfg.data_dir, Path(cfg.cache_dir), out=tmp)
+        (tmp / "splits.json").write_text(json.dumps(list(corpus)))
+
+    folder = cached(Path(cfg.cache_dir), key, build)
+    names = json.loads((folder / "splits.json").read_text())
+    return key, data.load_prepared(folder, names)
+
+
+def texts(dataset: datasets.Dataset, column: str, batch: int = 50_000) -> Iterator[str]:
+    """One column of a split, a batch at a time: never the whole column in memory."""
+    for start in range(0, len(dataset), batch):
+        yield from dataset[start : start + batch][column]
 
 
 def tokenize_stage(
@@ -99,8 +114,8 @@ def tokenize_stage(
     def build(tmp: Path) -> None:
         train = corpus["train"]
         tokenizer.train(
-            train["src"],
-            train["tgt"],
+            lambda: texts(train, "src"),
+            lambda: texts(train, "tgt"),
             tmp,
             vocab_size=t.vocab_size,
             model_type=t.type,
@@ -113,26 +128,86 @@ def tokenize_stage(
     return key, cached(Path(cfg.cache_dir), key, build)
 
 
+ENCODE_CHUNK = 50_000  # sentences a worker encodes at a time
+_worker_tokenizer: tokenizer.Tokenizer | None = None
+
+
+def _start_worker(tokenizer_folder: str) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = tokenizer.Tokenizer.load(Path(tokenizer_folder))
+
+
+def _encode_chunk(arrow_file: str, start: int, stop: int):
+    """Source and target ids of rows [start, stop) of a prepared split: flat values and lengths."""
+    rows = datasets.Dataset.from_file(arrow_file)[start:stop]
+    out = []
+    for side, column in (("src", "src"), ("tgt", "tgt")):
+        encode = _worker_tokenizer.encode_src if side == "src" else _worker_tokenizer.encode_tgt
+        ids = encode(rows[column])
+        lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
+        out.append((np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32), lengths))
+    return out
+
+
+def encode_split(
+    arrow_file: Path, rows: int, tokenizer_folder: Path, folder: Path, name: str, workers: int
+) -> None:
+    """Encode a prepared split into folder/name.{src,tgt}.* (Ragged), chunk by chunk, in `workers`
+    processes; the chunks are written in order, so the result does not depend on `workers`."""
+    writers = [RaggedWriter(folder / f"{name}.src"), RaggedWriter(folder / f"{name}.tgt")]
+    chunks = [
+        (str(arrow_file), a, min(a + ENCODE_CHUNK, rows)) for a in range(0, rows, ENCODE_CHUNK)
+    ]
+    if workers > 1 and len(chunks) > 1:
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(
+            workers, context, initializer=_start_worker, initargs=(str(tokenizer_folder),)
+        )
+        with pool:
+            results = pool.map(_encode_chunk, *zip(*chunks, strict=True))
+            for result in results:
+                for writer, (values, lengths) in zip(writers, result, strict=True):
+                    writer.append(values, lengths)
+    else:
+        _start_worker(str(tokenizer_folder))
+        for chunk in chunks:
+            for writer, (values, lengths) in zip(writers, _encode_chunk(*chunk), strict=True):
+                writer.append(values, lengths)
+    for writer in writers:
+        writer.close()
+
+
 def encode_stage(
-    cfg: DictConfig, tokenizer_key: str, tok: tokenizer.Tokenizer, corpus: datasets.DatasetDict
+    cfg: DictConfig,
+    tokenizer_key: str,
+    tokenizer_folder: Path,
+    corpus: datasets.DatasetDict,
 ) -> dict[str, EncodedCorpus]:
-    """Every split's token ids."""
-    key = stage_key("encoded", tokenizer_key)
+    """Every split's token ids, memory-mapped (encoded in parallel processes, once)."""
+    key = stage_key("encoded", tokenizer_key, ENCODED_LAYOUT)
 
     def build(tmp: Path) -> None:
         for split, dataset in corpus.items():
-            EncodedCorpus.from_ids(
-                tok.encode_src(dataset["src"]), tok.encode_tgt(dataset["tgt"])
-            ).save(tmp / f"{split}.pt")
+            encode_split(
+                Path(dataset.cache_files[0]["filename"]),
+                len(dataset),
+                tokenizer_folder,
+                tmp,
+                split,
+                workers=os.cpu_count() or 1,
+            )
 
     folder = cached(Path(cfg.cache_dir), key, build)
-    return {split: EncodedCorpus.load(folder / f"{split}.pt") for split in corpus}
+    return {split: EncodedCorpus.load(folder, split) for split in corpus}
+
+
+ENCODED_LAYOUT = 2  # Ragged int32 values + offsets per side
 
 
 def alignment_stage(
     cfg: DictConfig, tokenizer_key: str, tok: tokenizer.Tokenizer, corpus: datasets.DatasetDict
-) -> list:
-    """Guided alignment's links of the training split (mt.guided), one (N, 2) tensor per pair."""
+) -> Ragged:
+    """Guided alignment's links of the training split (mt.guided): per pair, (N, 2) rows."""
     key = stage_key(
         "alignment", tokenizer_key, cfg.train.guided_alignment, cfg.train.guided_symmetrize
     )
@@ -149,18 +224,9 @@ def alignment_stage(
             cfg.train.guided_alignment,
             cfg.train.guided_symmetrize,
         )
-        checkpoint.save(
-            tmp / "train.pt",
-            {
-                "links": torch.tensor(
-                    [link for pair in links for link in pair], dtype=torch.int32
-                ).reshape(-1, 2),
-                "counts": torch.tensor([len(pair) for pair in links]),
-            },
-        )
+        Ragged.from_rows(links, width=2).save(tmp / "train.links")
 
-    state = checkpoint.load(cached(Path(cfg.cache_dir), key, build) / "train.pt")
-    return list(state["links"].long().split(state["counts"].tolist()))
+    return Ragged.load(cached(Path(cfg.cache_dir), key, build) / "train.links", width=2)
 
 
 @dataclass
@@ -179,7 +245,7 @@ def build_stages(cfg: DictConfig) -> Stages:
     prepare_key, corpus = prepare_stage(cfg)
     tokenizer_key, tokenizer_folder = tokenize_stage(cfg, prepare_key, corpus)
     tok = tokenizer.Tokenizer.load(tokenizer_folder)
-    encoded = encode_stage(cfg, tokenizer_key, tok, corpus)
+    encoded = encode_stage(cfg, tokenizer_key, tokenizer_folder, corpus)
     if cfg.train.get("guided_alignment"):
         encoded["train"].links = alignment_stage(cfg, tokenizer_key, tok, corpus)
     return Stages(corpus, tokenizer_folder, tok, encoded)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -128,9 +129,16 @@ def train_model(
     atomic_write_bytes(path, buffer.getvalue())
 
 
+Texts = Sequence[str] | Callable[[], Iterable[str]]
+
+
+def _stream(texts: Texts) -> Iterator[str]:
+    return iter(texts() if callable(texts) else texts)
+
+
 def train(
-    src_texts: Sequence[str],
-    tgt_texts: Sequence[str],
+    src_texts: Texts,
+    tgt_texts: Texts,
     folder: Path,
     *,
     vocab_size: int,
@@ -140,7 +148,11 @@ def train(
     max_sentences: int,
     seed: int,
 ) -> Tokenizer:
-    """Train the tokenizer of a run on its training texts and save it under `folder`."""
+    """Train the tokenizer of a run on its training texts and save it under `folder`.
+
+    Texts are sequences, or functions that return a fresh iterator (a corpus too large to hold is
+    streamed; sentencepiece samples `max_sentences` of it, from `seed`).
+    """
     options = dict(
         vocab_size=vocab_size,
         model_type=model_type,
@@ -150,9 +162,16 @@ def train(
     folder.mkdir(parents=True, exist_ok=True)
     if joint:
         train_model(
-            [*src_texts, *tgt_texts], folder / "spm.model", max_sentences=max_sentences, **options
+            itertools.chain(_stream(src_texts), _stream(tgt_texts)),
+            folder / "spm.model",
+            max_sentences=max_sentences,
+            **options,
         )
     else:
-        train_model(src_texts, folder / "src.model", max_sentences=max_sentences, **options)
-        train_model(tgt_texts, folder / "tgt.model", max_sentences=max_sentences, **options)
+        train_model(
+            _stream(src_texts), folder / "src.model", max_sentences=max_sentences, **options
+        )
+        train_model(
+            _stream(tgt_texts), folder / "tgt.model", max_sentences=max_sentences, **options
+        )
     return Tokenizer.load(folder)

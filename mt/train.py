@@ -189,7 +189,7 @@ class Trainer:
     def dev_loss(self) -> float:
         self.model.eval()
         total, tokens = 0.0, 0
-        lengths = ([len(s) for s in self.dev_data.src], [len(t) for t in self.dev_data.tgt])
+        lengths = (self.dev_data.src.lengths, self.dev_data.tgt.lengths)
         for indices in token_batches(*lengths, self.cfg.batch_tokens, seed=None):
             batch = collate(self.dev_data, indices).to(self.device)
             total += self._loss(self.model, batch).item()
