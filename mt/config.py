@@ -42,6 +42,7 @@ class DataConfig:
     # merge a dict into a null node typed as a dict
     files: Any = None  # {mt's split: the corpus's file stem or split name}
     split: Any = None  # {held-out split: size, ..., seed: N}
+    streaming: bool = False  # a hub corpus read as it downloads, never stored whole (no data.split)
     generator: Optional[str] = None  # toy_reorder
     sizes: Any = None  # a generator's split sizes
     seed: Optional[int] = None  # a generator's seed

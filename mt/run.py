@@ -54,6 +54,7 @@ ADDED_KEYS = {
     "train.metrics": ["bleu", "chrf"],
     "model.attention_mode": "soft",
     "model.gumbel_temperature": 1.0,
+    "data.streaming": False,
     "train.guided_alignment": None,
     "train.guided_weight": 0.05,
     "train.guided_symmetrize": "grow-diag-final",
