@@ -441,11 +441,13 @@ def _split_all(cfg: DictConfig, pairs: PairSource, out: Path) -> None:
             "own splits (data.files) or set data.streaming=false"
         )
     sizes = {k: v for k, v in cfg.split.items() if k != "seed"}
+    # plain values: a config lookup per pair would cost more than the pair's own work
+    seed, max_words, max_ratio = int(cfg.split.seed), cfg.filter.max_words, cfg.filter.max_ratio
     report, smallest = FilterReport(), SmallestKeys(sum(sizes.values()))
     schema = pa.schema([*SCHEMA, ("key", pa.uint64())])
     everything = ArrowPairs(out / ".all.arrow", schema)
     for src, tgt in clean(pairs, report):
-        key = source_key(src, cfg.split.seed)
+        key = source_key(src, seed)
         smallest.add(key)
         everything.add(src, tgt, key)
     everything.close()
@@ -464,7 +466,7 @@ def _split_all(cfg: DictConfig, pairs: PairSource, out: Path) -> None:
         for src, tgt in zip(
             *batch.filter(rest).select(["src", "tgt"]).to_pydict().values(), strict=True
         ):
-            if why := keep_pair(src, tgt, cfg.filter.max_words, cfg.filter.max_ratio):
+            if why := keep_pair(src, tgt, max_words, max_ratio):
                 train_report.drop(why)
             else:
                 train_report.kept += 1
