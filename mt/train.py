@@ -92,6 +92,7 @@ class Trainer:
         self.progress = Progress()
         self.amp_dtype = autocast_dtype(cfg.precision, device)
         self.last_save = time.monotonic()
+        self.guided_sum, self.guided_tokens = torch.zeros(()), 0  # guided alignment's loss
         self._seed_dropout()
 
     def _seed_dropout(self) -> None:
@@ -151,7 +152,11 @@ class Trainer:
             logits, attn = model(batch.src, batch.tgt_in, need_attn=batch.align is not None)
         loss = label_smoothed_loss(logits, batch.tgt_out, self.cfg.label_smoothing)
         if batch.align is not None:
-            loss = loss + self.cfg.guided_weight * alignment_loss(attn, batch.align)
+            guided = alignment_loss(attn, batch.align)
+            loss = loss + self.cfg.guided_weight * guided
+            if model.training:  # its own curve: train/alignment_loss per target token
+                self.guided_sum = self.guided_sum + guided.detach()
+                self.guided_tokens += batch.tgt_tokens
         return loss
 
     def update(self, batches: list[Batch]) -> tuple[float, int] | None:
@@ -325,11 +330,23 @@ class Trainer:
             window.add(*result)
             if p.step % cfg.log_every == 0 and self.main:
                 progress_report(writer, bar, p.step, epoch, window, self.scheduler.get_last_lr()[0])
+                self._report_guided(writer, bar)
             if p.step % cfg.validate_every == 0 and self.main:
                 self.validate(writer)
                 window.restart()
             elif self.main:
                 self._save_on_interval()
+
+    def _report_guided(self, writer: SummaryWriter, bar: tqdm) -> None:
+        """Guided alignment's loss per target token since the last report (the logged training loss
+        includes it, weighted by train.guided_weight)."""
+        if not self.guided_tokens:
+            return
+        value = float(self.guided_sum) / self.guided_tokens
+        self.guided_sum, self.guided_tokens = torch.zeros(()), 0
+        writer.add_scalar("train/alignment_loss", value, self.progress.step)
+        if bar.disable:
+            log.info("step %d: alignment loss %.3f", self.progress.step, value)
 
     def _skipped_update(self, nonfinite: int, epoch: int, writer: SummaryWriter | None) -> None:
         """Log a non-finite loss; after train.max_nonfinite in a row keep the last good state and stop."""

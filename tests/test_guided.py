@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mt import guided, pipeline, toy
 from mt.alignment import alignment_scores
@@ -102,6 +103,10 @@ def test_guided_head_aligns_the_toy_pair_as_built(tmp_path):
             "train.validate_every=300",
         )
     )
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    curve = [e.value for e in events.Scalars("train/alignment_loss")]
+    assert len(curve) == 6 and curve[-1] < curve[0] / 2  # logged every 50 updates, and learnt
     model = Translator.load(run, device="cpu")
     pairs = _test_split(tmp_path)
     src = [s.split() for s, _ in pairs]
