@@ -58,7 +58,7 @@ class TokenizerConfig:
     vocab_size: int = 8000
     joint: bool = True
     character_coverage: float = 1.0
-    max_sentences: int = 2_000_000
+    max_sentences: int = 1_000_000
 
 
 @dataclass

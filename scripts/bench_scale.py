@@ -170,7 +170,7 @@ def main() -> None:
         f"### Corpus size: memory and time — {platform.machine()}, {os.cpu_count()} cores, {now}",
         "",
         f"`{command}`: a fresh process per size, empty cache; synthetic pairs (scripts/make_corpus.py),",
-        "split by hashed source (2,000 dev, 2,000 test), sentencepiece 8k on a sample of at most 2M",
+        "split by hashed source (2,000 dev, 2,000 test), sentencepiece 8k on a sample of at most 1M",
         f"sentences, {args.steps} training updates of the default Transformer.",
         "",
         "| pairs | peak RSS | vs smallest | prepare | sentencepiece | encode | prepare + encode, pairs/s | training (build + updates) | total wall |",
