@@ -8,7 +8,7 @@ RUN ?= runs/tatoeba_en_fr-transformer
 NPROC ?= 1
 MT_TRAIN := $(if $(filter 1,$(NPROC)),$(BIN)/mt,$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) -m mt)
 
-.PHONY: install train eval test check format tensorboard demo bench clean
+.PHONY: install train eval test check format tensorboard demo bench bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,9 @@ demo: install  ## a tiny model on the generated toy pair, then its alignment of 
 
 bench: install  ## training (and, with --run, decoding) speed of a config; appends to docs/BENCHMARKS.md
 	$(BIN)/python scripts/bench.py $(if $(ARGS),$(ARGS),data=multi30k_en_de model=transformer)
+
+bench-scale: install  ## memory and time against corpus size (synthetic 100k / 1M / 10M pairs); appends to docs/BENCHMARKS.md
+	$(BIN)/python scripts/bench_scale.py $(if $(ARGS),$(ARGS),--pairs 100000 1000000 10000000) --output docs/BENCHMARKS.md
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir runs

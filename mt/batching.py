@@ -3,6 +3,7 @@ updates of training: epoch after epoch, sharded among torchrun's processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,22 +18,48 @@ from mt.errors import MTError
 from mt.tokenizer import BOS, PAD
 
 
+class IntFile:
+    """int32 values in a file, read a slice at a time with pread: unlike a memory map, nothing read
+    stays in the process's resident memory, so a corpus of any size costs the rows in use."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...]):
+        self.path, self.shape = Path(path), shape
+        self.row = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+        self.fd = os.open(self.path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        count = max(stop - start, 0) * self.row
+        data = os.pread(self.fd, count * 4, start * self.row * 4)
+        return np.frombuffer(data, dtype=np.int32).reshape(-1, *self.shape[1:])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        values = self[:]
+        return values if dtype is None else values.astype(dtype)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self.fd)
+
+
 class Ragged:
     """Variable-length rows of ints in one flat array plus offsets: row i is
-    values[offsets[i]:offsets[i + 1]]. The arrays may be memory-mapped files, so a corpus of any
-    size costs the memory of the rows in use."""
+    values[offsets[i]:offsets[i + 1]]. Loaded from the cache, the values stay in their file
+    (IntFile), so a corpus of any size costs the memory of the rows in use."""
 
-    def __init__(self, values: np.ndarray, offsets: np.ndarray):
+    def __init__(self, values: np.ndarray | IntFile, offsets: np.ndarray):
         self.values, self.offsets = values, offsets
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[int]], width: int | None = None) -> Ragged:
-        rows = [
-            np.asarray(r, dtype=np.int32).reshape(-1, *((width,) if width else ())) for r in rows
-        ]
+        shape = (width,) if width else ()
+        rows = [np.asarray(r, dtype=np.int32).reshape(-1, *shape) for r in rows]
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum([len(r) for r in rows], out=offsets[1:])
-        empty = np.zeros((0, *((width,) if width else ())), dtype=np.int32)
+        empty = np.zeros((0, *shape), dtype=np.int32)
         return cls(np.concatenate(rows) if rows else empty, offsets)
 
     def __len__(self) -> int:
@@ -52,12 +79,10 @@ class Ragged:
 
     @classmethod
     def load(cls, prefix: Path, width: int | None = None) -> Ragged:
-        """Memory-mapped: nothing is read until a row is."""
+        """The values are read from their file row by row, when asked for."""
         offsets = np.load(f"{prefix}.offsets.npy")
         shape = (int(offsets[-1]), *((width,) if width else ()))
-        if offsets[-1] == 0:
-            return cls(np.zeros(shape, dtype=np.int32), offsets)
-        return cls(np.memmap(f"{prefix}.values", dtype=np.int32, mode="r", shape=shape), offsets)
+        return cls(IntFile(Path(f"{prefix}.values"), shape), offsets)
 
 
 def write_array(path: Path, array: np.ndarray, npy: bool = False) -> None:

@@ -427,9 +427,12 @@ class ArrowPairs:
         return self.rows
 
 
-def read_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    with pa.memory_map(str(path)) as source:
-        yield from pa.ipc.open_stream(source)
+def read_batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The record batches of an Arrow stream file, read (not memory-mapped: a pass over a corpus
+    leaves it in the page cache, not in the process's memory)."""
+    with pa.OSFile(str(path)) as source:
+        for batch in pa.ipc.open_stream(source):
+            yield batch.select(columns) if columns else batch
 
 
 def _split_all(cfg: DictConfig, pairs: PairSource, out: Path) -> None:

@@ -7,6 +7,7 @@ corpus and the tokenizer. A stage writes into a temporary folder and renames it 
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import json
@@ -96,10 +97,15 @@ def prepare_stage(cfg: DictConfig) -> tuple[str, datasets.DatasetDict]:
     return key, data.load_prepared(folder, names)
 
 
-def texts(dataset: datasets.Dataset, column: str, batch: int = 50_000) -> Iterator[str]:
-    """One column of a split, a batch at a time: never the whole column in memory."""
-    for start in range(0, len(dataset), batch):
-        yield from dataset[start : start + batch][column]
+def arrow_file(dataset: datasets.Dataset) -> Path:
+    """The Arrow file a prepared split was read from."""
+    return Path(dataset.cache_files[0]["filename"])
+
+
+def texts(dataset: datasets.Dataset, column: str) -> Iterator[str]:
+    """One column of a prepared split, a record batch at a time (data.read_batches)."""
+    for batch in data.read_batches(arrow_file(dataset), [column]):
+        yield from batch.column(0).to_pylist()
 
 
 def tokenize_stage(
@@ -137,42 +143,55 @@ def _start_worker(tokenizer_folder: str) -> None:
     _worker_tokenizer = tokenizer.Tokenizer.load(Path(tokenizer_folder))
 
 
-def _encode_chunk(arrow_file: str, start: int, stop: int):
-    """Source and target ids of rows [start, stop) of a prepared split: flat values and lengths."""
-    rows = datasets.Dataset.from_file(arrow_file)[start:stop]
+def _encode_chunk(src: list[str], tgt: list[str]):
+    """Source and target ids of a chunk of sentence pairs: per side, flat values and lengths."""
     out = []
-    for side, column in (("src", "src"), ("tgt", "tgt")):
-        encode = _worker_tokenizer.encode_src if side == "src" else _worker_tokenizer.encode_tgt
-        ids = encode(rows[column])
+    for ids in (_worker_tokenizer.encode_src(src), _worker_tokenizer.encode_tgt(tgt)):
         lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
         out.append((np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32), lengths))
     return out
 
 
+def _chunks(arrow: Path) -> Iterator[tuple[list[str], list[str]]]:
+    src, tgt = [], []
+    for batch in data.read_batches(arrow, ["src", "tgt"]):
+        src += batch.column(0).to_pylist()
+        tgt += batch.column(1).to_pylist()
+        while len(src) >= ENCODE_CHUNK:
+            yield src[:ENCODE_CHUNK], tgt[:ENCODE_CHUNK]
+            src, tgt = src[ENCODE_CHUNK:], tgt[ENCODE_CHUNK:]
+    if src:
+        yield src, tgt
+
+
 def encode_split(
-    arrow_file: Path, rows: int, tokenizer_folder: Path, folder: Path, name: str, workers: int
+    arrow: Path, rows: int, tokenizer_folder: Path, folder: Path, name: str, workers: int
 ) -> None:
-    """Encode a prepared split into folder/name.{src,tgt}.* (Ragged), chunk by chunk, in `workers`
-    processes; the chunks are written in order, so the result does not depend on `workers`."""
+    """Encode a prepared split into folder/name.{src,tgt}.* (Ragged): the split is read a chunk at
+    a time and encoded by `workers` processes, at most two chunks each in flight; the chunks are
+    written in order, so the files do not depend on `workers`."""
     writers = [RaggedWriter(folder / f"{name}.src"), RaggedWriter(folder / f"{name}.tgt")]
-    chunks = [
-        (str(arrow_file), a, min(a + ENCODE_CHUNK, rows)) for a in range(0, rows, ENCODE_CHUNK)
-    ]
-    if workers > 1 and len(chunks) > 1:
+
+    def write(result) -> None:
+        for writer, (values, lengths) in zip(writers, result, strict=True):
+            writer.append(values, lengths)
+
+    if workers > 1 and rows > ENCODE_CHUNK:
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(
+        with ProcessPoolExecutor(
             workers, context, initializer=_start_worker, initargs=(str(tokenizer_folder),)
-        )
-        with pool:
-            results = pool.map(_encode_chunk, *zip(*chunks, strict=True))
-            for result in results:
-                for writer, (values, lengths) in zip(writers, result, strict=True):
-                    writer.append(values, lengths)
+        ) as pool:
+            pending: collections.deque = collections.deque()
+            for chunk in _chunks(arrow):
+                pending.append(pool.submit(_encode_chunk, *chunk))
+                if len(pending) >= 2 * workers:
+                    write(pending.popleft().result())
+            while pending:
+                write(pending.popleft().result())
     else:
         _start_worker(str(tokenizer_folder))
-        for chunk in chunks:
-            for writer, (values, lengths) in zip(writers, _encode_chunk(*chunk), strict=True):
-                writer.append(values, lengths)
+        for chunk in _chunks(arrow):
+            write(_encode_chunk(*chunk))
     for writer in writers:
         writer.close()
 
@@ -189,7 +208,7 @@ def encode_stage(
     def build(tmp: Path) -> None:
         for split, dataset in corpus.items():
             encode_split(
-                Path(dataset.cache_files[0]["filename"]),
+                arrow_file(dataset),
                 len(dataset),
                 tokenizer_folder,
                 tmp,

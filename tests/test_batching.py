@@ -4,7 +4,15 @@ the memory-mapped corpus reads back the ids it was given."""
 import numpy as np
 import torch
 
-from mt.batching import EncodedCorpus, Ragged, RaggedWriter, collate, epoch_batches, token_batches
+from mt.batching import (
+    EncodedCorpus,
+    IntFile,
+    Ragged,
+    RaggedWriter,
+    collate,
+    epoch_batches,
+    token_batches,
+)
 from mt.tokenizer import BOS, EOS, PAD
 
 
@@ -88,7 +96,7 @@ def test_ragged_rows_round_trip_memory_mapped(tmp_path):
     Ragged.from_rows(rows).save(tmp_path / "r")
     for prefix in ("w", "r"):
         loaded = Ragged.load(tmp_path / prefix)
-        assert isinstance(loaded.values, np.memmap)
+        assert isinstance(loaded.values, IntFile)
         assert [loaded[i].tolist() for i in range(len(loaded))] == rows
         assert loaded.lengths.tolist() == [3, 1, 0, 5]
     pairs = Ragged.from_rows([[[0, 1], [2, 0]], []], width=2)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mt import data, stages
-from mt.batching import EncodedCorpus, epoch_batches
+from mt.batching import EncodedCorpus, IntFile, epoch_batches
 from mt.data import DataError
 from mt.tokenizer import Tokenizer
 from tests.conftest import make_config
@@ -81,7 +81,7 @@ def test_ids_and_batches_do_not_depend_on_how_they_were_encoded(tmp_path, monkey
     monkeypatch.setattr(stages, "ENCODE_CHUNK", 700)  # several chunks, two worker processes
     built = stages.build_stages(cfg)
     mapped = built.encoded["train"]
-    assert isinstance(mapped.src.values, np.memmap)
+    assert isinstance(mapped.src.values, IntFile)
     tok = Tokenizer.load(built.tokenizer_folder)
     train = built.corpus["train"]
     in_memory = EncodedCorpus.from_ids(tok.encode_src(train["src"]), tok.encode_tgt(train["tgt"]))
