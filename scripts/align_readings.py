@@ -54,6 +54,13 @@ def main() -> None:
     forward = Translator.load(args.run, args.checkpoint, device="cpu")
     rows: list[tuple[str, list]] = []
     links: dict[str, list] = {}
+    model = forward.model.model
+    if getattr(model, "align_head", None) is not None:
+        # a run that aligns with one head (model.align_head, e.g. a guided one): score that reading
+        # first, then read "heads averaged" as averaged
+        own = f"the run's reading: layer(s) {list(model.align_layers)}, head {model.align_head}"
+        rows.append((own, [set(a.links) for a in forward.align_words(src, tgt)]))
+        model.align_head = None
     for name, options in readings(forward):
         links[name] = [set(a.links) for a in forward.align_words(src, tgt, **options)]
         rows.append((name, links[name]))

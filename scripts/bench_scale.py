@@ -85,7 +85,7 @@ def measure(corpus: Path, work: Path, steps: int) -> dict:
 
 
 def throughput(corpus: Path, work: Path, updates: int) -> tuple[float, float]:
-    """Real target tokens/s of the same updates reading ids from the memory-mapped cache and from a
+    """Real target tokens/s of the same updates reading ids from the cache file (pread) and from a
     copy in memory (one process, 2 threads, the default Transformer)."""
     import numpy as np
     import torch
@@ -185,7 +185,7 @@ def main() -> None:
     lines += [
         "",
         f"Training throughput on {args.pairs[0]:,} pairs, {args.updates} updates after 5 untimed "
-        f"(best of two runs each): memory-mapped ids {mapped:,.0f} real target tokens/s, the same ids "
+        f"(best of two runs each): ids read from the cache file {mapped:,.0f} real target tokens/s, the same ids "
         f"in memory {memory:,.0f} ({mapped / memory - 1:+.1%}).",
     ]
     table = "\n".join(lines) + "\n"
