@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mt.alignment import Links, symmetrize
+from mt.alignment import Links, parse_pharaoh, symmetrize
 from mt.errors import MTError
 
 log = logging.getLogger(__name__)
@@ -104,14 +104,10 @@ def run_eflomal(src: list[list[str]], tgt: list[list[str]], how: str) -> tuple[l
             f"eflomal wrote {len(fwd)}/{len(rev)} lines of links for {len(src)} sentence pairs"
         )
     links = [
-        symmetrize(_pharaoh(f), _pharaoh(r), how) if s and t else set()
+        symmetrize(parse_pharaoh(f)[0], parse_pharaoh(r)[0], how) if s and t else set()
         for f, r, s, t in zip(fwd, rev, src, tgt, strict=True)
     ]
     return links, time.perf_counter() - start
-
-
-def _pharaoh(line: str) -> Links:
-    return {tuple(int(x) for x in item.split("-")) for item in line.split()}
 
 
 def training_links(
