@@ -177,7 +177,10 @@ def encode_split(
             writer.append(values, lengths)
 
     if workers > 1 and rows > ENCODE_CHUNK:
-        context = multiprocessing.get_context("spawn")
+        # fork where there is one (as torch's DataLoader does): the workers use sentencepiece
+        # alone, start at once, and need no importable __main__ (stdin, notebooks)
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         with ProcessPoolExecutor(
             workers, context, initializer=_start_worker, initargs=(str(tokenizer_folder),)
         ) as pool:
