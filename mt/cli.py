@@ -132,13 +132,25 @@ def eval_command(argv: list[str]) -> None:
         help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--other-corpus",
+        action="store_true",
+        help="score the run although its corpus, prepared now, differs from the one it trained on",
+    )
     args = parser.parse_args(argv)
     from mt.evaluate import evaluate_run
     from mt.process import setup_logging
 
     setup_logging()
     try:
-        results = evaluate_run(args.run, args.split, args.beam, args.checkpoint, args.device)
+        results = evaluate_run(
+            args.run,
+            args.split,
+            args.beam,
+            args.checkpoint,
+            args.device,
+            other_corpus=args.other_corpus,
+        )
     except (MTError, FileNotFoundError) as e:
         fail(e)
     for split, s in results.items():

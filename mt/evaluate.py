@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from mt import checkpoint, metrics, stages
-from mt.run import RunError, checkpoint_path, load_run
+from mt.run import RunError, check_corpus, checkpoint_path, load_run
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ def evaluate_run(
     which: str | None = None,
     device: str = "auto",
     data_dir: str | None = None,
+    other_corpus: bool = False,
 ) -> dict:
     """Decode the test split(s) of a run with beam search; write eval/<split>.hyp and .scores.json.
 
@@ -34,6 +35,10 @@ def evaluate_run(
     if data_dir is not None or os.environ.get("MT_DATA_DIR"):
         cfg.data_dir = data_dir or os.environ["MT_DATA_DIR"]
     prepare_key, corpus = stages.prepare_stage(cfg)
+    if not other_corpus:
+        check_corpus(
+            run_dir, prepare_key, "scoring its test splits (--other-corpus to do it anyway)"
+        )
     which = which or cfg.decode.checkpoint
     options = run.options(beam_size=beam_size, nbest=1)
     settings = {

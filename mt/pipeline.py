@@ -14,7 +14,16 @@ from omegaconf import DictConfig, OmegaConf
 from mt import distributed, guided, metrics, process
 from mt.alignment import SYMMETRIZATIONS
 from mt.models import Seq2Seq
-from mt.run import Run, RunError, RunLock, build_for, flatten, init_run
+from mt.run import (
+    Run,
+    RunError,
+    RunLock,
+    build_for,
+    check_corpus,
+    flatten,
+    init_run,
+    record_corpus,
+)
 from mt.stages import build_stages
 from mt.tokenizer import Tokenizer
 from mt.train import Trainer, Validate
@@ -110,7 +119,9 @@ def train_pipeline(cfg: DictConfig) -> Path:
             distributed.barrier()  # wait for rank 0 to fill the cache and make the run directory
         built = build_stages(cfg)
         if distributed.is_main():
+            check_corpus(cfg.run_dir, built.prepare_key, "resuming it")
             init_run(cfg, built.tokenizer_folder)
+            record_corpus(cfg.run_dir, built.prepare_key)
             distributed.barrier()
         run_dir = Path(cfg.run_dir)
         process.setup_logging(run_dir, main=distributed.is_main())

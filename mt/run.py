@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -130,6 +131,35 @@ class RunLock:
         del self._held[self.path]
         os.ftruncate(fd, 0)
         os.close(fd)  # closing the descriptor releases the flock
+
+
+CORPUS_FILE = "corpus.json"  # the prepared corpus a run trained on: {"prepare": stage key}
+
+
+def trained_corpus(run_dir: Path) -> str | None:
+    """The key of the prepared corpus the run was trained on (None: a run from before it was kept)."""
+    path = Path(run_dir) / CORPUS_FILE
+    return json.loads(path.read_text())["prepare"] if path.exists() else None
+
+
+def check_corpus(run_dir: Path, prepare_key: str, doing: str) -> None:
+    """Refuse to go on with a run whose corpus, as prepared now, is not the one it trained on: its
+    held-out splits could hold training sentences (a changed file, or a version of mt that cleans
+    or splits differently)."""
+    trained = trained_corpus(run_dir)
+    if trained is not None and trained != prepare_key:
+        raise RunError(
+            f"{run_dir} was trained on prepared corpus {trained}, but its config now prepares "
+            f"{prepare_key} (the source files changed, or this version of mt cleans or splits them "
+            f"differently): {doing} could mix training and held-out sentences"
+        )
+
+
+def record_corpus(run_dir: Path, prepare_key: str) -> None:
+    if trained_corpus(run_dir) is None:
+        checkpoint.atomic_write_text(
+            Path(run_dir) / CORPUS_FILE, json.dumps({"prepare": prepare_key}) + "\n"
+        )
 
 
 def init_run(cfg: DictConfig, tokenizer_folder: Path) -> Path:

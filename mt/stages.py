@@ -259,6 +259,7 @@ class Stages:
     tokenizer_folder: Path
     tokenizer: tokenizer.Tokenizer
     encoded: dict[str, EncodedCorpus]
+    prepare_key: str
 
 
 def build_stages(cfg: DictConfig) -> Stages:
@@ -270,4 +271,4 @@ def build_stages(cfg: DictConfig) -> Stages:
     encoded = encode_stage(cfg, tokenizer_key, tokenizer_folder, corpus)
     if cfg.train.get("guided_alignment"):
         encoded["train"].links = alignment_stage(cfg, tokenizer_key, tok, corpus)
-    return Stages(corpus, tokenizer_folder, tok, encoded)
+    return Stages(corpus, tokenizer_folder, tok, encoded, prepare_key)

@@ -161,3 +161,25 @@ def test_a_mismatch_found_while_streaming_keeps_nothing(tmp_path):
     with pytest.raises(DataError, match=r"all\.en has \d+ lines but .*all\.fr has \d+"):
         stages.prepare_stage(cfg)
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("prepare-")]
+
+
+def test_a_run_is_held_to_the_corpus_it_trained_on(tmp_path):
+    """Held-out splits are only held out from the corpus a run trained on: a changed corpus (or a
+    version of mt that splits differently) is refused when resuming and when scoring."""
+    from mt import pipeline
+    from mt.evaluate import evaluate_run
+    from mt.run import RunError
+
+    folder = write_corpus(tmp_path / "c", corpus_pairs(400))
+    args = ["model=transformer_toy", "train.max_steps=2", "train.validate_every=2"]
+    cfg = synthetic_config(tmp_path, folder, *args, "train.dev_max_sentences=5")
+    run = pipeline.train_pipeline(cfg)
+    assert json.loads((run / "corpus.json").read_text())["prepare"].startswith("prepare-")
+    with (folder / "all.en").open("a") as f, (folder / "all.fr").open("a") as g:
+        f.write("a new sentence\n")
+        g.write("une phrase nouvelle\n")
+    with pytest.raises(RunError, match="resuming it could mix training and held-out"):
+        pipeline.train_pipeline(cfg)
+    with pytest.raises(RunError, match="scoring its test splits"):
+        evaluate_run(run, data_dir=str(tmp_path))
+    assert evaluate_run(run, ["dev"], beam_size=1, other_corpus=True)["dev"]["sentences"] > 0
