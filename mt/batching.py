@@ -116,7 +116,7 @@ class RaggedWriter:
 @dataclass
 class EncodedCorpus:
     """Token ids of one split (each sentence EOS-terminated), source and target as Ragged rows
-    (memory-mapped when loaded from the cache); for guided alignment, also each pair's
+    (read from their files when loaded from the cache); for guided alignment, also each pair's
     (target position, source position) links (mt.guided), else None."""
 
     src: Ragged
