@@ -102,7 +102,11 @@ def run_row(run: Path, split: str | None, command: str, note: str) -> dict:
     import torch
 
     state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
-    params = sum(v.numel() for k, v in state["model"].items() if not k.endswith("positions"))
+    seen, params = set(), 0
+    for v in state["model"].values():  # tied weights are one tensor saved under several names
+        if v.untyped_storage().data_ptr() not in seen:
+            seen.add(v.untyped_storage().data_ptr())
+            params += v.numel()
     return {
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
