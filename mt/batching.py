@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from mt import checkpoint
 from mt.errors import MTError
 from mt.tokenizer import BOS, PAD
 
@@ -86,10 +87,8 @@ class Ragged:
 
 
 def write_array(path: Path, array: np.ndarray, npy: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array) if npy else f.write(array.tobytes())
-    os.replace(tmp, path)
+    """`array` to `path` atomically: as .npy, or its raw bytes."""
+    checkpoint.atomic_write(path, lambda f: np.save(f, array) if npy else f.write(array.tobytes()))
 
 
 class RaggedWriter:
@@ -149,7 +148,7 @@ class Batch:
     src: Tensor
     tgt_in: Tensor
     tgt_out: Tensor
-    align: Tensor | None = None  # (B, T, S) guided-alignment targets (mt.guided.target_matrix)
+    align: Tensor | None = None  # (B, T, S) guided alignment: each target row's link distribution
 
     @property
     def tgt_tokens(self) -> int:

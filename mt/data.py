@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,11 +68,6 @@ def iter_lines(path: Path) -> Iterator[str]:
         raise DataError(f"{path}: cannot read ({e})") from None
 
 
-def read_lines(path: Path) -> list[str]:
-    """All lines of a text file (iter_lines, as a list)."""
-    return list(iter_lines(path))
-
-
 def iter_parallel(src_path: Path, tgt_path: Path) -> Iterator[Pair]:
     """Line-aligned pairs from two files, streamed; differing line counts name both files and both
     counts (the longer file is counted to its end to say so)."""
@@ -94,11 +88,6 @@ def iter_parallel(src_path: Path, tgt_path: Path) -> Iterator[Pair]:
         )
 
 
-def read_parallel(src_path: Path, tgt_path: Path) -> list[Pair]:
-    """Line-aligned pairs from two files (iter_parallel, as a list)."""
-    return list(iter_parallel(src_path, tgt_path))
-
-
 def iter_tsv(path: Path, columns: list[str], src_lang: str, tgt_lang: str) -> Iterator[Pair]:
     """Pairs from a tab-separated file whose first columns are named by `columns` (extra ignored)."""
     i, j = columns.index(src_lang), columns.index(tgt_lang)
@@ -112,10 +101,6 @@ def iter_tsv(path: Path, columns: list[str], src_lang: str, tgt_lang: str) -> It
         yield fields[i], fields[j]
 
 
-def read_tsv(path: Path, columns: list[str], src_lang: str, tgt_lang: str) -> list[Pair]:
-    return list(iter_tsv(path, columns, src_lang, tgt_lang))
-
-
 class PairSource:
     """A split's pairs, read afresh each time it is iterated (a corpus may be read twice)."""
 
@@ -124,9 +109,6 @@ class PairSource:
 
     def __iter__(self) -> Iterator[Pair]:
         return iter(self.make())
-
-    def __eq__(self, other) -> bool:  # compares the pairs (tests)
-        return list(self) == list(other)
 
 
 def _local_file(folder: Path, stem: str, lang: str) -> Path:
@@ -466,14 +448,11 @@ def _split_all(cfg: DictConfig, pairs: PairSource, out: Path) -> None:
             mask = pc.is_in(batch.column("key"), value_set=keys)
             writers[name].write_batch(batch.select(["src", "tgt"]).filter(mask))
             rest = pc.and_(rest, pc.invert(mask))
-        for src, tgt in zip(
-            *batch.filter(rest).select(["src", "tgt"]).to_pydict().values(), strict=True
-        ):
-            if why := keep_pair(src, tgt, max_words, max_ratio):
-                train_report.drop(why)
-            else:
-                train_report.kept += 1
-                writers["train"].add(src, tgt)
+        train = batch.filter(rest)
+        train_report.kept += train.num_rows  # clean, so counted; length_filter takes back drops
+        pairs = zip(train.column("src").to_pylist(), train.column("tgt").to_pylist(), strict=True)
+        for src, tgt in length_filter(pairs, max_words, max_ratio, train_report):
+            writers["train"].add(src, tgt)
     (out / ".all.arrow").unlink()
     for name, writer in writers.items():
         rows = writer.close()
@@ -481,14 +460,11 @@ def _split_all(cfg: DictConfig, pairs: PairSource, out: Path) -> None:
 
 
 def prepare(
-    cfg: DictConfig, data_dir: str | None, cache_dir: Path, out: Path | None = None
+    cfg: DictConfig, data_dir: str | None, cache_dir: Path, out: Path
 ) -> datasets.DatasetDict:
     """The corpus of `cfg` (a conf/data entry) as cleaned, split train/dev/test datasets: one Arrow
-    file per split in `out` (a new folder under `cache_dir` if None), memory-mapped."""
+    file per split in the folder `out`, memory-mapped."""
     raw = load_raw(cfg, data_dir, cache_dir)
-    if out is None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        out = Path(tempfile.mkdtemp(dir=cache_dir, prefix="prepared."))
     if cfg.get("split"):
         if set(raw) != {"all"}:
             raise DataError(

@@ -205,7 +205,7 @@ def encode_stage(
     tokenizer_folder: Path,
     corpus: datasets.DatasetDict,
 ) -> dict[str, EncodedCorpus]:
-    """Every split's token ids, memory-mapped (encoded in parallel processes, once)."""
+    """Every split's token ids (encoded once, by parallel processes; read from their files)."""
     key = stage_key("encoded", tokenizer_key, ENCODED_LAYOUT)
 
     def build(tmp: Path) -> None:

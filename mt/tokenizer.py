@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -129,16 +129,9 @@ def train_model(
     atomic_write_bytes(path, buffer.getvalue())
 
 
-Texts = Sequence[str] | Callable[[], Iterable[str]]
-
-
-def _stream(texts: Texts) -> Iterator[str]:
-    return iter(texts() if callable(texts) else texts)
-
-
 def train(
-    src_texts: Texts,
-    tgt_texts: Texts,
+    src_texts: Callable[[], Iterable[str]],
+    tgt_texts: Callable[[], Iterable[str]],
     folder: Path,
     *,
     vocab_size: int,
@@ -150,8 +143,8 @@ def train(
 ) -> Tokenizer:
     """Train the tokenizer of a run on its training texts and save it under `folder`.
 
-    Texts are sequences, or functions that return a fresh iterator (a corpus too large to hold is
-    streamed; sentencepiece samples `max_sentences` of it, from `seed`).
+    The texts are functions that return a fresh iterator: a corpus too large to hold is streamed,
+    and sentencepiece samples `max_sentences` of it, from `seed`.
     """
     options = dict(
         vocab_size=vocab_size,
@@ -162,16 +155,12 @@ def train(
     folder.mkdir(parents=True, exist_ok=True)
     if joint:
         train_model(
-            itertools.chain(_stream(src_texts), _stream(tgt_texts)),
+            itertools.chain(src_texts(), tgt_texts()),
             folder / "spm.model",
             max_sentences=max_sentences,
             **options,
         )
     else:
-        train_model(
-            _stream(src_texts), folder / "src.model", max_sentences=max_sentences, **options
-        )
-        train_model(
-            _stream(tgt_texts), folder / "tgt.model", max_sentences=max_sentences, **options
-        )
+        train_model(iter(src_texts()), folder / "src.model", max_sentences=max_sentences, **options)
+        train_model(iter(tgt_texts()), folder / "tgt.model", max_sentences=max_sentences, **options)
     return Tokenizer.load(folder)

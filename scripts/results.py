@@ -20,10 +20,13 @@ import os
 import platform
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mt.checkpoint import atomic_write_text  # noqa: E402
+
 CSV = ROOT / "docs" / "results.csv"
 DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "RESULTS.md"]
 FIELDS = [
@@ -68,20 +71,12 @@ def read_rows() -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def write_text(path: Path, text: str) -> None:
-    """Atomically: a temporary file beside `path`, then a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_rows(rows: list[dict]) -> None:
     out = io.StringIO()
     writer = csv.DictWriter(out, FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text(CSV, out.getvalue())
+    atomic_write_text(CSV, out.getvalue())
 
 
 def run_row(run: Path, split: str | None, command: str, note: str) -> dict:
@@ -99,9 +94,9 @@ def run_row(run: Path, split: str | None, command: str, note: str) -> dict:
         sys.exit(f"{run}/metrics.jsonl has no validation yet")
     stop = cfg["train"].get("stop_metric", "bleu")
     best = max(records, key=lambda r: r.get(f"dev_{stop}", float("-inf")))
-    import torch
+    from mt import checkpoint
 
-    state = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    state = checkpoint.load(run / "checkpoints" / "best.pt")
     seen, params = set(), 0
     for v in state["model"].values():  # tied weights are one tensor saved under several names
         if v.untyped_storage().data_ptr() not in seen:
@@ -158,7 +153,7 @@ def render(rows: list[dict]) -> None:
 
         new = BLOCK.sub(block, text)
         if new != text:
-            write_text(path, new)
+            atomic_write_text(path, new)
             print(f"rewrote the results tables of {path.relative_to(ROOT)}")
 
 

@@ -34,14 +34,14 @@ def test_mismatched_line_counts_name_both_files(tmp_path):
     src = write(tmp_path / "a.en", ["one", "two", "three"])
     tgt = write(tmp_path / "a.fr", ["un", "deux"])
     with pytest.raises(DataError, match=r"a\.en has 3 lines but .*a\.fr has 2"):
-        data.read_parallel(src, tgt)
+        list(data.iter_parallel(src, tgt))
 
 
 def test_invalid_utf8_names_file_and_line(tmp_path):
     path = tmp_path / "bad.en.gz"
     path.write_bytes(gzip.compress(b"fine\nalso fine\nbroken \xff here\n"))
     with pytest.raises(DataError, match=r"bad\.en\.gz:3: invalid UTF-8"):
-        data.read_lines(path)
+        list(data.iter_lines(path))
 
 
 def test_prepare_cleans_filters_and_counts(tmp_path, caplog):
@@ -56,7 +56,7 @@ def test_prepare_cleans_filters_and_counts(tmp_path, caplog):
     write(folder / "dev.en", ["a dog"])
     write(folder / "dev.fr", ["un chien"])
     caplog.set_level("INFO")
-    corpus = data.prepare(corpus_config(), str(tmp_path), tmp_path / "cache")
+    corpus = data.prepare(corpus_config(), str(tmp_path), tmp_path / "cache", tmp_path)
     assert corpus["train"]["src"] == ["a cat", "x"]  # whitespace normalized
     assert corpus["train"]["tgt"] == ["un chat", "x"]
     assert "kept 2, dropped 2 empty, 1 length ratio above 2.0, 1 longer than 5 words" in caplog.text
@@ -65,7 +65,7 @@ def test_prepare_cleans_filters_and_counts(tmp_path, caplog):
 
 def test_missing_local_corpus_says_what_to_set(tmp_path):
     with pytest.raises(DataError, match=r"data\.local: .*tiny does not exist.*train\.en\.gz"):
-        data.prepare(corpus_config(), str(tmp_path), tmp_path / "cache")
+        data.prepare(corpus_config(), str(tmp_path), tmp_path / "cache", tmp_path)
 
 
 def test_split_by_unique_source_keeps_translations_together():
@@ -83,10 +83,9 @@ def test_split_by_unique_source_keeps_translations_together():
 def test_tsv_rows_with_too_few_fields_are_named(tmp_path):
     path = write(tmp_path / "pairs.tsv", ["Hi.\tSalut.\tattribution", "Go."])
     with pytest.raises(DataError, match=r"pairs\.tsv:2: expected 2 tab-separated fields"):
-        data.read_tsv(path, ["en", "fr"], "en", "fr")
-    assert data.read_tsv(
-        write(tmp_path / "ok.tsv", ["Hi.\tSalut.\tx"]), ["en", "fr"], "fr", "en"
-    ) == [("Salut.", "Hi.")]
+        list(data.iter_tsv(path, ["en", "fr"], "en", "fr"))
+    ok = write(tmp_path / "ok.tsv", ["Hi.\tSalut.\tx"])
+    assert list(data.iter_tsv(ok, ["en", "fr"], "fr", "en")) == [("Salut.", "Hi.")]
 
 
 def test_public_source_path_zip_tsv_and_text_files(tmp_path):
@@ -100,7 +99,8 @@ def test_public_source_path_zip_tsv_and_text_files(tmp_path):
     cfg = corpus_config(
         url=str(archive), url_format="tsv", url_member="fra.txt", tsv_columns=["en", "fr"]
     )
-    assert data.load_url(cfg, tmp_path / "cache") == {"all": [("Go.", "Va !"), ("Hi.", "Salut !")]}
+    splits = data.load_url(cfg, tmp_path / "cache")
+    assert {k: list(v) for k, v in splits.items()} == {"all": [("Go.", "Va !"), ("Hi.", "Salut !")]}
 
     folder = tmp_path / "raw"
     folder.mkdir()
@@ -108,7 +108,8 @@ def test_public_source_path_zip_tsv_and_text_files(tmp_path):
         write(folder / f"{split}.en.gz", [f"{split} one"], gz=True)
         write(folder / f"{split}.fr.gz", [f"{split} un"], gz=True)
     cfg = corpus_config(url=str(folder), url_format="text")
-    assert data.load_url(cfg, tmp_path / "cache") == {
+    splits = data.load_url(cfg, tmp_path / "cache")
+    assert {k: list(v) for k, v in splits.items()} == {
         "train": [("train one", "train un")],
         "dev": [("dev one", "dev un")],
     }
@@ -127,4 +128,4 @@ def test_no_local_copy_and_no_download_says_what_to_set(tmp_path):
         DataError,
         match=r"could not download tiny from .*unreachable\.zip .*Set MT_DATA_DIR .* tiny/",
     ):
-        data.prepare(cfg, None, tmp_path / "cache")
+        data.prepare(cfg, None, tmp_path / "cache", tmp_path)
