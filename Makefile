@@ -5,8 +5,6 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 ARGS ?=
 RUN ?= runs/tatoeba_en_fr-transformer
-NPROC ?= 1
-MT_TRAIN := $(if $(filter 1,$(NPROC)),$(BIN)/mt,$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) -m mt)
 
 .PHONY: install train eval test check format tensorboard demo bench bench-scale clean
 
@@ -20,8 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,fast,serve,align]'
 	touch $@
 
-train: install  ## prepare -> tokenize -> train -> evaluate (Hydra overrides in ARGS; NPROC=N: torchrun)
-	$(MT_TRAIN) train $(ARGS)
+train: install  ## prepare -> tokenize -> train -> evaluate (Hydra overrides in ARGS)
+	$(BIN)/mt train $(ARGS)
 
 eval: install  ## beam-search decode and score the test split(s) of RUN
 	$(BIN)/mt eval --run $(RUN) $(ARGS)

@@ -4,6 +4,7 @@ updates of training: epoch after epoch, sharded among torchrun's processes."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from torch.nn.utils.rnn import pad_sequence
 from mt import checkpoint
 from mt.errors import MTError
 from mt.tokenizer import BOS, PAD
+
+log = logging.getLogger(__name__)
 
 
 class IntFile:
@@ -266,8 +269,26 @@ def training_updates(
     it, whether it ends the epoch, this rank's batches), from train.batch_tokens / accumulate in
     `cfg`. The caller records the position once the update is done, so a checkpoint never counts
     an update that was not made."""
+    per_update = world * cfg.accumulate
     while True:
-        order = epoch_batches(data, cfg.batch_tokens, seed, progress.epoch)
+        # train.batch_tokens is shared among the processes: the same update for any number of them
+        order = epoch_batches(data, cfg.batch_tokens // world, seed, progress.epoch)
+        if progress.epoch_batches not in (0, len(order)) and progress.batch_in_epoch:
+            # resumed with another number of processes: their batches are another size, so the
+            # epoch goes on from the same fraction of it (exact resumption needs the same number)
+            done = progress.batch_in_epoch * len(order) // progress.epoch_batches
+            log.warning(
+                "resuming with %d process(es) and batches of another size than the checkpoint's: "
+                "epoch %d goes on from batch %d of %d instead of %d of %d",
+                world,
+                progress.epoch,
+                done - done % per_update,
+                len(order),
+                progress.batch_in_epoch,
+                progress.epoch_batches,
+            )
+            progress.batch_in_epoch = done - done % per_update
+        progress.epoch_batches = len(order)
         shares = list(
             shard_updates(len(order), progress.batch_in_epoch, world, rank, cfg.accumulate)
         )

@@ -85,13 +85,29 @@ def train_command(argv: list[str]) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def run(cfg: DictConfig) -> float | None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
         from mt import distributed, pipeline
         from mt.evaluate import evaluate_run
+        from mt.process import resolve_device
         from mt.run import RunLock
         from mt.train import TrainingInterrupted
 
         try:
             pipeline.check_config(cfg)
+            processes = distributed.processes_to_start(
+                cfg.train.processes, resolve_device(cfg.device)
+            )
+            if processes > 1:
+                if HydraConfig.get().mode == RunMode.MULTIRUN:
+                    if cfg.train.processes != "auto":
+                        raise MTError(
+                            f"train.processes={cfg.train.processes} with -m: a sweep trains its "
+                            "runs one process each (torchrun ... -m mt train, one run at a time)"
+                        )
+                else:
+                    distributed.launch(processes, argv)
             # the lock covers the evaluation too: a second `mt train` of this run waits for nothing
             with RunLock(cfg.run_dir) if distributed.is_main() else contextlib.nullcontext():
                 run_dir = pipeline.train_pipeline(cfg)
@@ -101,6 +117,8 @@ def train_command(argv: list[str]) -> None:
                 if not main:
                     return None
                 scores = evaluate_run(run_dir, device=cfg.device)
+        except distributed.PeerFailed:
+            sys.exit(1)  # rank 0 said why
         except TrainingInterrupted as e:
             if distributed.is_main():
                 print(f"mt: {e}", file=sys.stderr)

@@ -119,6 +119,7 @@ class TrainConfig:
     max_nonfinite: int = 10
     precision: str = "auto"  # auto | fp32 | bf16
     threads: Optional[int] = None
+    processes: Any = "auto"  # auto | N: `mt train` starts N data-parallel processes (torchrun)
     ddp_timeout_minutes: float = 30
     save_every_minutes: Optional[float] = 5
     metrics: list[str] = field(default_factory=lambda: ["bleu", "chrf"])

@@ -1,5 +1,6 @@
-"""Data-parallel training under `torchrun`: process group set-up, who does what, and how the ranks
-agree to stop (limits, signals).
+"""Data-parallel training under `torchrun`: how many processes `mt train` starts itself
+(`train.processes`), process group set-up, who does what, and how the ranks agree to stop (limits,
+signals).
 
 Without torchrun (WORLD_SIZE unset or 1) every function here is a no-op for a single process.
 """
@@ -7,11 +8,61 @@ Without torchrun (WORLD_SIZE unset or 1) every function here is a no-op for a si
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import signal
+import sys
+import time
+import uuid
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
+
+from mt.errors import MTError
+
+
+def processes_to_start(setting, device: torch.device) -> int:
+    """How many processes `mt train` runs as (`train.processes`): `auto` is 2 on a CPU with 2 or
+    more cores (two single-threaded processes outrun one two-threaded: small matrices parallelise
+    poorly across threads; docs/BENCHMARKS.md), 1 on a GPU; under torchrun, 1: it started them."""
+    if "TORCHELASTIC_RUN_ID" in os.environ or "WORLD_SIZE" in os.environ:
+        return 1
+    if setting == "auto":
+        return 2 if device.type == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
+        return setting
+    raise MTError(
+        f"train.processes: {setting!r} is neither auto nor a number of processes (1, 2, ...)"
+    )
+
+
+def launch(processes: int, argv: list[str]) -> NoReturn:
+    """Run `mt train argv` as `processes` data-parallel processes on this machine (what
+    `torchrun --standalone` does), then exit as they did."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # the processes report their own errors and signals
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=processes,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=1,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "mt", "train", *argv)
+    except SignalException as e:  # passed on to the processes, which saved and stopped
+        sys.exit(128 + e.sigval)
+    except ChildFailedError as e:  # the failed process printed its error
+        sys.exit(e.get_first_failure()[1].exitcode or 1)
+    sys.exit(0)
 
 
 def world_size() -> int:
@@ -46,9 +97,19 @@ def init(timeout_minutes: float) -> torch.device | None:
     return torch.device("cpu")
 
 
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
+class PeerFailed(MTError):
+    """Rank 0 failed to set the training up (it printed why): the other ranks stop quietly."""
+
+
+def rank0_outcome(error: str | None = None) -> None:
+    """Rank 0 tells the others whether it set the training up (`error`: why not); on the others,
+    this waits for it and raises PeerFailed if it did not."""
+    if not dist.is_initialized():
+        return
+    box = [error]
+    dist.broadcast_object_list(box, src=0)
+    if not is_main() and box[0] is not None:
+        raise PeerFailed(box[0])
 
 
 def all_sum(value: float, device: torch.device) -> float:
@@ -79,10 +140,16 @@ def shutdown(together: bool = False) -> None:
 
 
 class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between updates (a second signal: exit now)."""
+    """Turns SIGINT/SIGTERM into a flag the loop checks between updates (a second signal,
+    seconds later: exit now)."""
+
+    # a Ctrl-C reaches both torchrun and its processes, and torchrun passes it on: a second signal
+    # this soon after the first is the same request
+    SAME_REQUEST_SECONDS = 2.0
 
     def __init__(self):
         self.requested: str | None = None
+        self.requested_at = 0.0
         self.previous = {}
 
     def __enter__(self) -> StopRequest:
@@ -92,8 +159,10 @@ class StopRequest:
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
+            if time.monotonic() - self.requested_at < self.SAME_REQUEST_SECONDS:
+                return
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
+        self.requested, self.requested_at = signal.Signals(signum).name, time.monotonic()
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():

@@ -115,14 +115,19 @@ def train_pipeline(cfg: DictConfig) -> Path:
     process.setup_logging(main=distributed.is_main())
     process.set_threads(cfg.train.threads)
     with RunLock(cfg.run_dir) if distributed.is_main() else contextlib.nullcontext():
-        if not distributed.is_main():
-            distributed.barrier()  # wait for rank 0 to fill the cache and make the run directory
-        built = build_stages(cfg)
         if distributed.is_main():
-            check_corpus(cfg.run_dir, built.prepare_key, "resuming it")
-            init_run(cfg, built.tokenizer_folder)
-            record_corpus(cfg.run_dir, built.prepare_key)
-            distributed.barrier()
+            try:
+                built = build_stages(cfg)
+                check_corpus(cfg.run_dir, built.prepare_key, "resuming it")
+                init_run(cfg, built.tokenizer_folder)
+                record_corpus(cfg.run_dir, built.prepare_key)
+            except Exception as e:
+                distributed.rank0_outcome(str(e) or type(e).__name__)
+                raise
+            distributed.rank0_outcome(None)
+        else:
+            distributed.rank0_outcome()  # waits for rank 0 to fill the cache and make the run
+            built = build_stages(cfg)
         run_dir = Path(cfg.run_dir)
         process.setup_logging(run_dir, main=distributed.is_main())
         device = ddp_device or process.resolve_device(cfg.device)

@@ -25,6 +25,7 @@ class Progress:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
+    epoch_batches: int = 0  # batches in this epoch's order (0: not recorded, before 2026-11-24)
     best_score: float = -math.inf  # of train.stop_metric, signed so that higher is better
     best_step: int = 0
     bad_validations: int = 0

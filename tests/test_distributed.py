@@ -1,5 +1,6 @@
-"""Data-parallel training with torchrun on CPU (gloo, 2 processes): the same update as one process
-accumulating the same batches, one set of files, and resumable with another number of processes."""
+"""Data-parallel training on CPU (gloo, 2 processes, started by `mt train` itself under torchrun):
+the same update as one process accumulating the same batches, one set of files, and resumable with
+another number of processes."""
 
 import subprocess
 import sys
@@ -7,16 +8,12 @@ import sys
 import pytest
 import torch
 
-from mt import checkpoint
+from mt import checkpoint, distributed
+from mt.errors import MTError
 from tests.conftest import TOY
 
 
-def train(tmp_path, run, *extra, nproc=1):
-    launcher = (
-        ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "mt"]
-        if nproc > 1
-        else ["-m", "mt"]
-    )
+def train(tmp_path, run, *extra):
     args = [
         *TOY,
         f"cache_dir={tmp_path / 'cache'}",
@@ -25,18 +22,22 @@ def train(tmp_path, run, *extra, nproc=1):
         *extra,
     ]
     result = subprocess.run(
-        [sys.executable, *launcher, "train", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "mt", "train", *args], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+# two processes share train.batch_tokens: each takes batches of half of it
+TWO = ["train.batch_tokens=2400", "train.processes=2"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     limits = ["train.max_steps=2", "train.validate_every=2"]
-    train(tmp, "one", *limits, "train.accumulate=2")
-    two = train(tmp, "two", *limits, nproc=2)
+    train(tmp, "one", *limits, "train.batch_tokens=1200", "train.accumulate=2")
+    two = train(tmp, "two", *limits, *TWO)  # `mt train` starts the two processes itself
     return tmp, two
 
 
@@ -65,7 +66,65 @@ def test_one_set_of_checkpoints_and_logs(runs):
 
 def test_resume_with_one_process_from_a_two_process_checkpoint(runs):
     tmp, _ = runs
-    result = train(tmp, "two", "train.max_steps=4", "train.validate_every=2")
+    limits = ["train.max_steps=4", "train.validate_every=2"]
+    result = train(tmp, "two", *limits, "train.batch_tokens=2400", "train.processes=1")
     assert f"resumed from {tmp / 'two' / 'checkpoints' / 'last.pt'} at step 2" in result.stderr
+    # one process takes batches twice the size: the epoch goes on from the same fraction of it
+    assert "resuming with 1 process(es) and batches of another size" in result.stderr
     state = checkpoint.load(tmp / "two" / "checkpoints" / "last.pt")
     assert state["progress"]["step"] == 4
+
+
+def test_processes_auto_is_two_on_a_cpu_with_two_cores_one_on_a_gpu_or_under_torchrun(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for cores, expected in ((1, 1), (2, 2), (16, 2)):
+        monkeypatch.setattr(distributed.os, "cpu_count", lambda cores=cores: cores)
+        assert distributed.processes_to_start("auto", cpu) == expected
+    assert distributed.processes_to_start("auto", gpu) == 1
+    assert distributed.processes_to_start(3, cpu) == 3
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed.processes_to_start(3, cpu) == 1  # torchrun started them already
+    monkeypatch.delenv("WORLD_SIZE")
+    for bad in (0, "two", True):
+        with pytest.raises(MTError, match="train.processes: .* neither auto nor a number"):
+            distributed.processes_to_start(bad, cpu)
+
+
+def test_a_setup_error_of_rank_0_is_one_message_not_one_per_process(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mt",
+            "train",
+            "data=multi30k_en_de",
+            "model=transformer_toy",
+            "train.threads=1",
+            "train.processes=2",
+            f"data_dir={tmp_path / 'nowhere'}",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"run_dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("mt: error: data.local:") == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Connection closed" not in result.stderr
+
+
+def test_a_sweep_asked_for_several_processes_is_refused(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mt", "train", "-m", *TOY, "train.processes=2"]
+        + [f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "train.processes=2 with -m: a sweep trains its runs one process each" in result.stderr
+    assert not (tmp_path / "run").exists()
