@@ -122,7 +122,7 @@ class TrainConfig:
     processes: Any = "auto"  # auto | N: `mt train` starts N data-parallel processes (torchrun)
     ddp_timeout_minutes: float = 30
     save_every_minutes: Optional[float] = 5
-    metrics: list[str] = field(default_factory=lambda: ["bleu", "chrf"])
+    metrics: list[str] = field(default_factory=lambda: ["bleu", "chrf", "bleu_long"])
     stop_metric: str = "bleu"
     # guided alignment (mt.guided): the model's alignment reading is trained on an aligner's links
     guided_alignment: Optional[str] = None  # null (off) | eflomal

@@ -52,6 +52,16 @@ def bleu(hyps: list[str], refs: list[str], lang: str) -> tuple[float, str]:
     return _sacrebleu(BLEU(), hyps, refs)
 
 
+@metric("bleu_long")
+def bleu_long(hyps: list[str], refs: list[str], lang: str) -> tuple[float, str]:
+    """BLEU on the longer half of the sentences, by reference length in words (ties: the later
+    sentences): how a model does beyond the short sentences that most corpora are made of."""
+    by_length = sorted(range(len(refs)), key=lambda i: len(refs[i].split()))
+    longer = sorted(by_length[len(refs) - max(len(refs) // 2, 1) :]) if refs else []
+    value, signature = _sacrebleu(BLEU(), [hyps[i] for i in longer], [refs[i] for i in longer])
+    return value, f"longer-half|{signature}"
+
+
 @metric("chrf")
 def chrf(hyps: list[str], refs: list[str], lang: str) -> tuple[float, str]:
     return _sacrebleu(CHRF(), hyps, refs)

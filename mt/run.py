@@ -36,7 +36,8 @@ RESUMABLE_KEYS = {
     "train.validate_every",
     "train.log_every",
     "train.threads",
-    "train.processes",  # the layout, not the recipe: an update's batch is the same
+    "train.processes",
+    "train.metrics",  # what validation reports; train.stop_metric is what it decides by  # the layout, not the recipe: an update's batch is the same
     "train.save_every_minutes",
     "device",
     "data_dir",
