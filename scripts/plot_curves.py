@@ -2,6 +2,10 @@
 (the history its validations wrote; nothing is re-trained).
 
 python scripts/plot_curves.py runs/a runs/b -o docs/img/curves.png [--metric bleu] [--with-validation]
+    [--marks 30,35,40]
+
+With --marks, also prints a Markdown table: for each run, the first validation that reached each
+dev score, as training minutes and as minutes with validation.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ def main() -> None:
     )
     parser.add_argument("--label", action="append", help="a label per run (default: its name)")
     parser.add_argument("--title", default=None)
+    parser.add_argument(
+        "--marks", help="dev scores (e.g. 30,35,40): print the minutes each run took to reach them"
+    )
     args = parser.parse_args()
     x_key = "minutes_with_validation" if args.with_validation else "minutes"
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
@@ -58,6 +65,32 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.output)
     print(f"wrote {args.output}")
+    if args.marks:
+        marks = [float(m) for m in args.marks.split(",")]
+        print(time_to_marks(args.runs, args.metric, marks, args.label or []))
+
+
+def time_to_marks(runs: list[Path], metric: str, marks: list[float], labels: list[str]) -> str:
+    """Markdown: per run and mark, 'training minutes / with validation (update)' of the first
+    validation whose dev score reached the mark; '—' where none did."""
+    lines = [
+        f"| run | {' | '.join(f'dev {metric} ≥ {m:g}' for m in marks)} |",
+        "|---|" + "---:|" * len(marks),
+    ]
+    for i, run_dir in enumerate(runs):
+        history = read_history(run_dir)
+        cells = []
+        for mark in marks:
+            first = next((h for h in history if h.get(f"dev_{metric}", -1e9) >= mark), None)
+            cells.append(
+                f"{first['minutes']:.1f} / {first['minutes_with_validation']:.1f} min "
+                f"(update {first['step']:,})"
+                if first
+                else "—"
+            )
+        label = labels[i] if i < len(labels) else run_dir.name
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
