@@ -80,9 +80,11 @@ def bench_training(cfg, trainer: Trainer, steps: int, warmup: int, profile: int 
         for i in range(warmup + max(steps, profile))
     ]
     flops_per_token = flops_per_target_token(trainer.model, batches[0], cfg.train.label_smoothing)
+    start = time.perf_counter()
     for batch in batches[:warmup]:
         trainer.update([batch])
     sync(trainer.device)
+    warmup_seconds = time.perf_counter() - start
     start = time.perf_counter()
     tokens = sum(trainer.update([batch])[1] for batch in batches[warmup : warmup + steps])
     sync(trainer.device)
@@ -93,6 +95,7 @@ def bench_training(cfg, trainer: Trainer, steps: int, warmup: int, profile: int 
         "flops_per_token": flops_per_token,
         "real_fraction": tokens / padded,
         "steps_per_s": steps / seconds,
+        "warmup_s": warmup_seconds,
         "profile": profile_training(trainer, batches[warmup : warmup + profile]) if profile else [],
     }
 
@@ -144,6 +147,11 @@ def main() -> None:
         help="a trained run to time decoding with (an untrained model "
         "stops at once, so without one decoding is not measured)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="train through torch.compile(dynamic=True) (its compile time is in the warm-up)",
+    )
     parser.add_argument("--output", type=Path, default=Path("docs/BENCHMARKS.md"))
     args = parser.parse_args()
 
@@ -167,6 +175,8 @@ def main() -> None:
         cfg.seed,
         validate=None,
     )
+    if args.compile:
+        trainer.train_model = torch.compile(trainer.train_model, dynamic=True)
     peak, peak_source = peak_flops(device, trainer.amp_dtype or torch.float32)
     train = bench_training(cfg, trainer, args.steps, args.warmup, args.profile)
     train_memory = peak_memory_mb(device)
@@ -198,6 +208,7 @@ def main() -> None:
         "| measure | value |",
         "|---|---|",
         f"| training: real target tokens/s | {train['tokens_per_s']:,.0f} ({train['steps_per_s']:.2f} updates/s) |",
+        f"| training: the {args.warmup} untimed warm-up updates{' (with compilation)' if args.compile else ''} | {train['warmup_s']:.1f} s |",
         f"| training: FLOPs per target token (counted) | {train['flops_per_token'] / 1e6:.1f} M |",
         f"| MFU | {mfu:.1%} of {peak / 1e9:,.0f} GFLOP/s ({peak_source}) |",
         f"| peak memory after training ({'max allocated' if device.type == 'cuda' else 'RSS'}) | {train_memory:,.0f} MiB |",
