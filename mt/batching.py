@@ -277,17 +277,18 @@ def training_updates(
             # resumed with another number of processes: their batches are another size, so the
             # epoch goes on from the same fraction of it (exact resumption needs the same number)
             done = progress.batch_in_epoch * len(order) // progress.epoch_batches
+            done -= done % per_update
             log.warning(
                 "resuming with %d process(es) and batches of another size than the checkpoint's: "
                 "epoch %d goes on from batch %d of %d instead of %d of %d",
                 world,
                 progress.epoch,
-                done - done % per_update,
+                done,
                 len(order),
                 progress.batch_in_epoch,
                 progress.epoch_batches,
             )
-            progress.batch_in_epoch = done - done % per_update
+            progress.batch_in_epoch = done
         progress.epoch_batches = len(order)
         shares = list(
             shard_updates(len(order), progress.batch_in_epoch, world, rank, cfg.accumulate)
