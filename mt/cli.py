@@ -348,6 +348,13 @@ def align_parser() -> argparse.ArgumentParser:
         help="a run trained in the other direction: symmetrize both directions' links",
     )
     parser.add_argument(
+        "--untokenize",
+        action="store_true",
+        help="corpus: the files are tokenized, lower-cased text (as gold alignment sets are); the "
+        "model reads it as ordinary text (French contractions restored, sentence case) and each "
+        "given word gets the links of what it became",
+    )
+    parser.add_argument(
         "--symmetrize",
         choices=["intersect", "grow-diag-final", "union"],
         default="grow-diag-final",
@@ -394,8 +401,12 @@ def align_command(argv: list[str]) -> None:
         fail(UserError("a corpus needs both --src and --tgt"))
     if not corpus and args.sentence is None:
         fail(UserError("give a SENTENCE to align, or --src and --tgt for a corpus"))
-    if not corpus and (args.gold or args.reverse_run):
-        fail(UserError("--gold and --reverse-run work on a corpus: give --src and --tgt"))
+    if not corpus and (args.gold or args.reverse_run or args.untokenize):
+        fail(
+            UserError(
+                "--gold, --reverse-run and --untokenize work on a corpus: give --src and --tgt"
+            )
+        )
     if corpus:
         align_corpus(args)
         return
@@ -439,13 +450,12 @@ def align_corpus(args: argparse.Namespace) -> None:
                 raise UserError(str(e)) from None
         translator = load_translator(args)
         options = dict(layer=args.layer, head=args.head, method=args.method)
-        found = translator.align_words(src_words, tgt_words, batch_size=args.batch_size, **options)
+        common = dict(batch_size=args.batch_size, untokenize=args.untokenize)
+        found = translator.align_words(src_words, tgt_words, **common, **options)
         links = [set(a.links) for a in found]
         if args.reverse_run:
             reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
-            backward = reverse.align_words(
-                tgt_words, src_words, batch_size=args.batch_size, method=args.method
-            )
+            backward = reverse.align_words(tgt_words, src_words, method=args.method, **common)
             links = [
                 al.symmetrize(f, {(i, j) for j, i in b.links}, args.symmetrize)
                 for f, b in zip(links, backward, strict=True)

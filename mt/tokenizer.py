@@ -60,6 +60,35 @@ class Tokenizer:
             ids.extend(pieces)
         return ids + [EOS], groups
 
+    def encode_spans(
+        self, text: str, spans: Sequence[tuple[int, int]], side: str
+    ) -> tuple[list[int], list[list[int]]]:
+        """Ids of `text`, ending in EOS, and for each of `spans` ([begin, end) characters of `text`)
+        the indices of the pieces that overlap it; a piece of only a space goes with the next."""
+        from mt.guided import pieces_of_words
+
+        sp = self.src if side == "src" else self.tgt
+        try:
+            proto = sp.encode(text, out_type="proto")
+        except ValueError:  # sentencepiece before 0.2.1 names it immutable_proto
+            proto = sp.encode(text, out_type="immutable_proto")
+        ids = [p.id for p in proto.pieces]
+        byte = [0]
+        for c in text:
+            byte.append(byte[-1] + len(c.encode()))
+        order = sorted(range(len(spans)), key=lambda k: spans[k])
+        sorted_spans = [(byte[spans[k][0]], byte[spans[k][1]]) for k in order]
+        words_of = pieces_of_words([(p.begin, p.end) for p in proto.pieces], sorted_spans)
+        groups: list[list[int]] = [[] for _ in spans]
+        pending: list[int] = []
+        for piece, hits in enumerate(words_of):
+            pending.append(piece)
+            if hits:
+                for k in hits:
+                    groups[order[k]].extend(pending)
+                pending = []
+        return ids + [EOS], groups
+
     def piece_spans(self, texts: Sequence[str], side: str) -> list[list[tuple[int, int]]]:
         """Each piece's [begin, end) byte span in its UTF-8 text, in the order of `encode_src` /
         `encode_tgt` (EOS not included)."""

@@ -275,6 +275,21 @@ class Translator:
             raise TranslatorError(f"method {method!r}: one of {', '.join(METHODS)}")
         return method
 
+    def _encode_words(
+        self, sentences: Sequence[Sequence[str]], side: str, untokenize: bool
+    ) -> list[tuple[list[int], list[list[int]]]]:
+        """Ids of sentences given as words, and each word's pieces (see `align_words`)."""
+        if not untokenize:
+            return [self.tokenizer.encode_words(words, side) for words in sentences]
+        from mt.untokenize import untokenize as ordinary
+
+        lang = self.cfg.data.src_lang if side == "src" else self.cfg.data.tgt_lang
+        out = []
+        for words in sentences:
+            text = ordinary(words, lang)
+            out.append(self.tokenizer.encode_spans(text.text, text.spans, side))
+        return out
+
     def align_words(
         self,
         sources: Sequence[Sequence[str]],
@@ -284,18 +299,22 @@ class Translator:
         head: int | None = None,
         method: str | None = None,
         batch_size: int | None = None,
+        untokenize: bool = False,
     ) -> list[Alignment]:
         """Forced alignment of sentence pairs given as words (tokenization kept as given: the
         alignment's words are exactly these), in batches; a word the vocabulary cannot represent
-        at all gets no link."""
+        at all gets no link.
+
+        untokenize: the words are tokenized, lower-cased text (as gold alignment sets are): the
+        model reads them written back as ordinary text in the run's languages (`mt.untokenize`),
+        and each given word gets the links of the characters it became."""
         if len(sources) != len(targets):
             raise TranslatorError(f"{len(sources)} source sentences but {len(targets)} targets")
         self.needs_attention()
         method = self.method(method)
         options = self.options(batch_size=batch_size)
-        tok = self.tokenizer
-        src = [tok.encode_words(words, "src") for words in sources]
-        tgt = [tok.encode_words(words, "tgt") for words in targets]
+        src = self._encode_words(sources, "src", untokenize)
+        tgt = self._encode_words(targets, "tgt", untokenize)
         with self.reading(layer, head):
             hyps = self.model.force_ids([s[0] for s in src], [t[0] for t in tgt], options)
         out = []

@@ -46,6 +46,11 @@ def main() -> None:
     parser.add_argument("--gold-one-based", action="store_true")
     parser.add_argument("--checkpoint")
     parser.add_argument("--heads", action="store_true", help="also score each head of each layer")
+    parser.add_argument(
+        "--untokenize",
+        action="store_true",
+        help="the files are tokenized, lower-cased text: the models read it as ordinary text",
+    )
     args = parser.parse_args()
 
     src = [s.split() for s in read_sentences(args.src)]
@@ -59,19 +64,26 @@ def main() -> None:
         # a run that aligns with one head (model.align_head, e.g. a guided one): score that reading
         # first, then read "heads averaged" as averaged
         own = f"the run's reading: layer(s) {list(model.align_layers)}, head {model.align_head}"
-        rows.append((own, [set(a.links) for a in forward.align_words(src, tgt)]))
+        rows.append(
+            (own, [set(a.links) for a in forward.align_words(src, tgt, untokenize=args.untokenize)])
+        )
         model.align_head = None
     for name, options in readings(forward):
-        links[name] = [set(a.links) for a in forward.align_words(src, tgt, **options)]
+        links[name] = [
+            set(a.links)
+            for a in forward.align_words(src, tgt, untokenize=args.untokenize, **options)
+        ]
         rows.append((name, links[name]))
         if args.heads and "layer" in options and isinstance(options["layer"], int):
             for head in range(forward.cfg.model.heads):
-                found = forward.align_words(src, tgt, head=head, **options)
+                found = forward.align_words(
+                    src, tgt, head=head, untokenize=args.untokenize, **options
+                )
                 rows.append((f"{name}, head {head}", [set(a.links) for a in found]))
     if args.reverse_run:
         backward = Translator.load(args.reverse_run, args.checkpoint, device="cpu")
         for name, options in readings(backward):
-            found = backward.align_words(tgt, src, **options)
+            found = backward.align_words(tgt, src, untokenize=args.untokenize, **options)
             reverse = [{(i, j) for j, i in a.links} for a in found]
             rows.append((f"reverse run: {name}", reverse))
             if name in links:
@@ -83,6 +95,7 @@ def main() -> None:
     print(
         f"{len(src)} sentence pairs; {args.run}"
         + (f" + {args.reverse_run}" if args.reverse_run else "")
+        + ("; read untokenized" if args.untokenize else "")
     )
     print("\n| reading | AER | precision | recall |\n|---|---:|---:|---:|")
     for name, found in rows:

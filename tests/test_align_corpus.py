@@ -137,7 +137,7 @@ def test_align_corpus_command(toy_run, tmp_path):
         (["--src", "S"], "a corpus needs both --src and --tgt"),
         (["X", "--src", "S", "--tgt", "T"], "give a SENTENCE (and --target) or --src and --tgt"),
         ([], "give a SENTENCE to align"),
-        (["X", "--gold", "G"], "--gold and --reverse-run work on a corpus"),
+        (["X", "--gold", "G"], "--gold, --reverse-run and --untokenize work on a corpus"),
     ],
 )
 def test_align_corpus_arguments(toy_run, args, message):
