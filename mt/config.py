@@ -115,6 +115,9 @@ class TrainConfig:
     dev_max_sentences: int = 1000
     patience: int = 10
     keep_checkpoints: int = 3
+    # minutes of training at which best.pt is also kept as best-<M>min.pt: the checkpoint a run
+    # with train.max_minutes=M would have ended with
+    budget_checkpoints: list[float] = field(default_factory=list)
     log_every: int = 50
     max_nonfinite: int = 10
     precision: str = "auto"  # auto | fp32 | bf16

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # keys a run may change between invocations without becoming another run
 RESUMABLE_KEYS = {
+    "train.budget_checkpoints",
     "train.ddp_timeout_minutes",
     "train.max_steps",
     "train.max_minutes",

@@ -75,6 +75,11 @@ class Trainer:
         self.run_dir, self.ckpt_dir = run_dir, run_dir / "checkpoints"
         self.validate_fn = validate
         self.stop_metric = metrics.get(cfg.stop_metric)
+        if any(not m > 0 for m in cfg.budget_checkpoints):
+            raise TrainingError(
+                f"train.budget_checkpoints: minutes of training above 0, not "
+                f"{list(cfg.budget_checkpoints)}"
+            )
         self.world, self.rank = distributed.world_size(), distributed.rank()
         self.main = distributed.is_main()
         self.train_model = self.model
@@ -336,6 +341,39 @@ class Trainer:
                 window.restart()
             elif self.main:
                 self._save_on_interval()
+            if self.main and self._keep_budget_checkpoints(writer):
+                window.restart()
+
+    def budget_checkpoint(self, minutes: float) -> Path:
+        return self.ckpt_dir / f"best-{minutes:g}min.pt"
+
+    def _keep_budget_checkpoints(self, writer: SummaryWriter) -> bool:
+        """At each train.budget_checkpoints mark passed: the validation a run with that
+        train.max_minutes would have ended with (unless this step just had one), then best.pt kept
+        as best-<M>min.pt. True when it validated."""
+        p = self.progress
+        due = [
+            m
+            for m in self.cfg.budget_checkpoints
+            if p.train_seconds >= m * 60 and not self.budget_checkpoint(m).exists()
+        ]
+        if not due:
+            return False
+        validated = not p.history or p.history[-1]["step"] != p.step
+        if validated:
+            self.validate(writer)
+        for minutes in due:
+            best = self.ckpt_dir / "best.pt"
+            checkpoint.atomic_write_bytes(self.budget_checkpoint(minutes), best.read_bytes())
+            log.info(
+                "kept %s: best dev %s %.2f at step %d after %.1f training minutes",
+                self.budget_checkpoint(minutes).name,
+                self.cfg.stop_metric,
+                abs(p.best_score),
+                p.best_step,
+                p.train_seconds / 60,
+            )
+        return validated
 
     def _report_guided(self, writer: SummaryWriter, bar: tqdm) -> None:
         """Guided alignment's loss per target token since the last report (the logged training loss

@@ -1,5 +1,6 @@
 """The stage cache, the run directory, and configuration errors."""
 
+import json
 import subprocess
 
 import pytest
@@ -112,3 +113,34 @@ def test_an_experiment_overrides_the_top_level_config():
         cfg = compose("config", overrides=["experiment=demo"])
     assert cfg.name == "demo" and cfg.run_dir == "runs/demo" and cfg.data.name == "toy_reorder"
     assert cfg.model.d_model == 64 and cfg.train.max_steps == 400
+
+
+def test_budget_checkpoints_keep_what_a_shorter_run_would_end_with(tmp_path):
+    from mt import checkpoint
+
+    marks = "train.budget_checkpoints=[0.0001,1000]"
+    cfg = toy_config(tmp_path, "train.max_steps=6", "train.validate_every=4", marks)
+    run_dir = pipeline.train_pipeline(cfg)
+    kept = run_dir / "checkpoints" / "best-0.0001min.pt"
+    # the mark passes during the first update: a validation there, and best.pt as it then was
+    state = checkpoint.load(kept)
+    assert state["progress"]["step"] == 1 and state["progress"]["best_step"] == 1
+    history = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in history] == [1, 4, 6]
+    assert not (run_dir / "checkpoints" / "best-1000min.pt").exists()
+    # the extra validation changes nothing in training
+    plain = toy_config(
+        tmp_path, "train.max_steps=6", "train.validate_every=4", f"run_dir={tmp_path / 'plain'}"
+    )
+    a = checkpoint.load(run_dir / "checkpoints" / "last.pt")["model"]
+    b = checkpoint.load(pipeline.train_pipeline(plain) / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    # resumed further, the kept checkpoint stays as it was
+    stamp = kept.stat().st_mtime_ns
+    longer = toy_config(tmp_path, "train.max_steps=8", "train.validate_every=4", marks)
+    pipeline.train_pipeline(longer)
+    assert kept.stat().st_mtime_ns == stamp
+    with pytest.raises(Exception, match=r"train.budget_checkpoints: minutes of training above 0"):
+        pipeline.train_pipeline(
+            toy_config(tmp_path, "train.budget_checkpoints=[0]", f"run_dir={tmp_path / 'bad'}")
+        )
