@@ -92,6 +92,13 @@ def run_row(run: Path, split: str | None, command: str, note: str) -> dict:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     if not records:
         sys.exit(f"{run}/metrics.jsonl has no validation yet")
+    budget = re.fullmatch(r"best-([\d.e+-]+)min(?:\.pt)?", Path(scores.get("checkpoint", "")).name)
+    if budget:  # train.budget_checkpoints: the run as it was at that many training minutes
+        minutes = float(budget.group(1))
+        cut = next((k for k, r in enumerate(records) if r["minutes"] >= minutes), None)
+        if cut is None:
+            sys.exit(f"{run}/metrics.jsonl never reaches {minutes:g} training minutes")
+        records = records[: cut + 1]
     stop = cfg["train"].get("stop_metric", "bleu")
     best = max(records, key=lambda r: r.get(f"dev_{stop}", float("-inf")))
     from mt import checkpoint
