@@ -4,8 +4,10 @@ without it (`model.attention=none`) falls off as sentences grow (Bahdanau et al.
 
     python scripts/bleu_by_length.py runs/a runs/b -o docs/img/bleu_by_length.png [--split test]
 
-Sentences are bucketed by source words (`--buckets 1,10,15,20,30,1000`: [1, 10), [10, 15), ...);
-each bucket's BLEU is sacreBLEU's corpus BLEU of its sentences. Prints the table as Markdown too.
+The hypotheses are those of the run's last `mt eval` of the split; the table names the checkpoint
+they came from (`mt eval --run R --checkpoint best-40min` for a budget checkpoint). Sentences are
+bucketed by source words (`--buckets 1,10,15,20,30,1000`: [1, 10), [10, 15), ...); each bucket's
+BLEU is sacreBLEU's corpus BLEU of its sentences. Prints the table as Markdown too.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def test_pairs(run: Path, split: str | None) -> tuple[str, list[str], list[str], list[str]]:
-    """(split, sources, references, hypotheses) of an evaluated run."""
+def test_pairs(run: Path, split: str | None) -> tuple[str, list[str], list[str], list[str], str]:
+    """(split, sources, references, hypotheses, the checkpoint they came from) of an evaluated run."""
+    import json
+
     from omegaconf import OmegaConf
 
     from mt import stages
@@ -42,7 +46,9 @@ def test_pairs(run: Path, split: str | None) -> tuple[str, list[str], list[str],
     hyps = hyp_file.read_text(encoding="utf-8").splitlines()
     if len(hyps) != len(data):
         sys.exit(f"{hyp_file}: {len(hyps)} lines for {len(data)} sentences of {split}")
-    return split, list(data["src"]), list(data["tgt"]), hyps
+    scores = run / "eval" / f"{split}.scores.json"
+    which = json.loads(scores.read_text()).get("checkpoint", "?") if scores.exists() else "?"
+    return split, list(data["src"]), list(data["tgt"]), hyps, which
 
 
 def main() -> None:
@@ -60,9 +66,9 @@ def main() -> None:
         f"{a}–{b - 1}" if b < 1000 else f"{a}+" for a, b in zip(edges, edges[1:], strict=False)
     ]
     fig, axes = plt.subplots(figsize=(7, 4), layout="constrained")
-    table = ["| run | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    table = ["| run | checkpoint | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
     for i, run in enumerate(args.runs):
-        split, sources, refs, hyps = test_pairs(run, args.split)
+        split, sources, refs, hyps, which = test_pairs(run, args.split)
         scores, counts = [], []
         for low, high in zip(edges, edges[1:], strict=False):
             chosen = [k for k, s in enumerate(sources) if low <= len(s.split()) < high]
@@ -75,7 +81,7 @@ def main() -> None:
         label = args.label[i] if args.label and i < len(args.label) else run.name
         axes.plot(names, scores, marker="o", label=label)
         table.append(
-            f"| {label} | "
+            f"| {label} | {which} | "
             + " | ".join(f"{s:.1f} ({n})" for s, n in zip(scores, counts, strict=True))
             + " |"
         )
