@@ -20,6 +20,21 @@ from mt.alignment import alignment_scores, read_gold, read_sentences, symmetrize
 from mt.translator import Translator  # noqa: E402
 
 
+def with_prior(alignment, strength: float) -> set[tuple[int, int]]:
+    """Hard links of `alignment` with its weights times exp(-strength |i/S - j/T|) (word centres)."""
+    import torch
+
+    weights = alignment.weights
+    rows, columns = weights.shape
+    if not rows or not columns:
+        return set()
+    j = (torch.arange(rows) + 0.5) / rows
+    i = (torch.arange(columns) + 0.5) / columns
+    prior = torch.exp(-strength * (j[:, None] - i[None, :]).abs())
+    best = (weights * prior).argmax(1).tolist()
+    return {(b, k) for k, b in enumerate(best) if weights[k].sum() > 0}
+
+
 def readings(translator: Translator) -> list[tuple[str, dict]]:
     """(name, align_words options) of every reading worth scoring."""
     out = []
@@ -47,6 +62,12 @@ def main() -> None:
     parser.add_argument("--checkpoint")
     parser.add_argument("--heads", action="store_true", help="also score each head of each layer")
     parser.add_argument(
+        "--diagonal",
+        default="",
+        help="comma-separated strengths λ: also score the forward readings with a diagonal prior "
+        "exp(-λ |i/S - j/T|) on the attention (fast_align's), e.g. 4,8",
+    )
+    parser.add_argument(
         "--untokenize",
         action="store_true",
         help="the files are tokenized, lower-cased text: the models read it as ordinary text",
@@ -59,27 +80,34 @@ def main() -> None:
     forward = Translator.load(args.run, args.checkpoint, device="cpu")
     rows: list[tuple[str, list]] = []
     links: dict[str, list] = {}
+    strengths = [float(x) for x in args.diagonal.split(",") if x]
+
+    def add(name: str, found: list) -> list:
+        """Rows for `found` alignments, as read and with each diagonal prior; their links."""
+        rows.append((name, [set(a.links) for a in found]))
+        for strength in strengths:
+            rows.append(
+                (f"{name}, diagonal {strength:g}", [with_prior(a, strength) for a in found])
+            )
+        return rows[-1 - len(strengths)][1]
+
     model = forward.model.model
     if getattr(model, "align_head", None) is not None:
         # a run that aligns with one head (model.align_head, e.g. a guided one): score that reading
         # first, then read "heads averaged" as averaged
         own = f"the run's reading: layer(s) {list(model.align_layers)}, head {model.align_head}"
-        rows.append(
-            (own, [set(a.links) for a in forward.align_words(src, tgt, untokenize=args.untokenize)])
-        )
+        add(own, forward.align_words(src, tgt, untokenize=args.untokenize))
         model.align_head = None
     for name, options in readings(forward):
-        links[name] = [
-            set(a.links)
-            for a in forward.align_words(src, tgt, untokenize=args.untokenize, **options)
-        ]
-        rows.append((name, links[name]))
+        links[name] = add(
+            name, forward.align_words(src, tgt, untokenize=args.untokenize, **options)
+        )
         if args.heads and "layer" in options and isinstance(options["layer"], int):
             for head in range(forward.cfg.model.heads):
                 found = forward.align_words(
                     src, tgt, head=head, untokenize=args.untokenize, **options
                 )
-                rows.append((f"{name}, head {head}", [set(a.links) for a in found]))
+                add(f"{name}, head {head}", found)
     if args.reverse_run:
         backward = Translator.load(args.reverse_run, args.checkpoint, device="cpu")
         for name, options in readings(backward):
