@@ -171,6 +171,20 @@ def read_attention(attention: Tensor, method: str) -> Tensor:
     return METHODS[method](attention)
 
 
+def diagonal_prior(weights: Tensor, strength: float) -> Tensor:
+    """Word-level weights (T, S) times fast_align's diagonal prior exp(-strength |i/S - j/T|)
+    (word centres), each row rescaled to the mass it had: links favour the diagonal as strongly as
+    `strength` says (0: unchanged)."""
+    rows, columns = weights.shape
+    if not strength or not rows or not columns:
+        return weights
+    j = (torch.arange(rows, dtype=weights.dtype) + 0.5) / rows
+    i = (torch.arange(columns, dtype=weights.dtype) + 0.5) / columns
+    weighted = weights * torch.exp(-strength * (j[:, None] - i[None, :]).abs())
+    mass = weights.sum(1, keepdim=True)
+    return weighted * (mass / weighted.sum(1, keepdim=True).clamp_min(1e-30))
+
+
 Links = set[tuple[int, int]]
 
 

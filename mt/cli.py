@@ -367,6 +367,13 @@ def align_parser() -> argparse.ArgumentParser:
         "it (shift-att) (default: the run's model.align_method)",
     )
     parser.add_argument(
+        "--diagonal",
+        type=float,
+        metavar="STRENGTH",
+        help="read the attention times a diagonal prior exp(-STRENGTH |i/S - j/T|), as fast_align "
+        "does; 0: none (default: the run's model.align_prior)",
+    )
+    parser.add_argument(
         "--beam",
         type=positive_int,
         help="beam size of the model's translation (default: the run's decode.beam_size)",
@@ -419,6 +426,7 @@ def align_command(argv: list[str]) -> None:
             layer=args.layer,
             head=args.head,
             method=args.method,
+            prior=args.diagonal,
         )
     except (MTError, FileNotFoundError) as e:
         fail(e)
@@ -450,7 +458,7 @@ def align_corpus(args: argparse.Namespace) -> None:
                 raise UserError(str(e)) from None
         translator = load_translator(args)
         options = dict(layer=args.layer, head=args.head, method=args.method)
-        common = dict(batch_size=args.batch_size, untokenize=args.untokenize)
+        common = dict(batch_size=args.batch_size, untokenize=args.untokenize, prior=args.diagonal)
         found = translator.align_words(src_words, tgt_words, **common, **options)
         links = [set(a.links) for a in found]
         if args.reverse_run:

@@ -77,6 +77,7 @@ class TransformerConfig:
     align_layer: Any = -1  # a layer, or a list of layers whose attention is averaged
     align_head: Optional[int] = None
     align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
+    align_prior: float = 0.0  # diagonal prior's strength on the attention read (0: none)
 
 
 @dataclass
@@ -94,6 +95,7 @@ class RNNConfig:
     dropout: float = 0.2
     tie_embeddings: bool = True
     align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
+    align_prior: float = 0.0  # diagonal prior's strength on the attention read (0: none)
     attention_mode: str = "soft"  # soft | hard (one source position: Gumbel-softmax, argmax)
     gumbel_temperature: float = 1.0  # hard attention in training: straight-through Gumbel-softmax
 

@@ -19,10 +19,17 @@ from typing import Protocol
 
 from omegaconf import DictConfig
 
-from mt.alignment import Alignment, read_attention
+from mt.alignment import Alignment, diagonal_prior, read_attention
 from mt.decoding import DecodeOptions, Hypothesis
 from mt.errors import MTError
-from mt.run import align_method, align_sentence, checkpoint_path, load_run, word_alignment
+from mt.run import (
+    align_method,
+    align_prior,
+    align_sentence,
+    checkpoint_path,
+    load_run,
+    word_alignment,
+)
 from mt.tokenizer import Tokenizer
 
 ENGINES = ("torch", "ctranslate2")
@@ -193,10 +200,11 @@ class Translator:
         align: bool = False,
         first_number: int = 1,
         method: str | None = None,
+        prior: float | None = None,
     ) -> Iterator[Translation]:
         """Translations of `sentences` in order, each as soon as it and those before it are done."""
         tok = self.tokenizer
-        method = self.method(method)
+        method, prior = self.method(method), self.prior(prior)
         sentences = list(sentences)
         sources = tok.encode_src(sentences) if align else None
         hypotheses = self.model.translate(sentences, options, align, first_number)
@@ -204,7 +212,7 @@ class Translator:
             nbest = tuple(Candidate(tok.decode_tgt(h.tokens), h.score) for h in hyps)
             alignment = None
             if align and hyps[0].attention is not None:
-                alignment = word_alignment(tok, sources[i], hyps[0], method)
+                alignment = word_alignment(tok, sources[i], hyps[0], method, prior)
                 alignment = replace(alignment, translation=nbest[0].text, score=nbest[0].score)
             elif align:  # an empty source: nothing to align
                 alignment = Alignment([], [], _empty(), nbest[0].text, nbest[0].score)
@@ -222,13 +230,15 @@ class Translator:
         layer: int | list[int] | None = None,
         head: int | None = None,
         method: str | None = None,
+        prior: float | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
     ) -> list[Translation]:
         """Translate `sentences` (a list of strings). beam 1 is greedy search; `align=True` adds the
         word alignment of each best translation, read from decoder `layer` (a list: their average)
-        and `head` by `method` ("attention" or "shift"; default: the run's model.align_method)."""
+        and `head` by `method` ("attention" or "shift"; default: the run's model.align_method),
+        with a diagonal prior of strength `prior` (default: model.align_prior)."""
         if isinstance(sentences, str):
             raise TranslatorError("sentences: give a list of strings, not one string")
         if bad := [i for i, s in enumerate(sentences) if not isinstance(s, str)]:
@@ -237,7 +247,7 @@ class Translator:
         if align:
             self.needs_attention()
         with self.reading(layer, head):
-            return list(self.stream(sentences, options, align, method=method))
+            return list(self.stream(sentences, options, align, method=method, prior=prior))
 
     def align(
         self,
@@ -248,6 +258,7 @@ class Translator:
         layer: int | list[int] | None = None,
         head: int | None = None,
         method: str | None = None,
+        prior: float | None = None,
     ) -> Alignment:
         """The word alignment of `sentence` and its translation (or the given `target`, forced):
         `.weights` (target words × source words), `.source`, `.target`, `.pharaoh()`, `.links`,
@@ -262,7 +273,7 @@ class Translator:
             options = replace(options, strategy="beam")
         with self.reading(layer, head):
             translation, score, alignment = align_sentence(
-                self.model, sentence, target, options, self.method(method)
+                self.model, sentence, target, options, self.method(method), self.prior(prior)
             )
         return replace(alignment, translation=translation, score=score)
 
@@ -274,6 +285,13 @@ class Translator:
         if method not in METHODS:
             raise TranslatorError(f"method {method!r}: one of {', '.join(METHODS)}")
         return method
+
+    def prior(self, prior: float | None) -> float:
+        """A diagonal prior's strength, checked (None: the run's model.align_prior)."""
+        prior = align_prior(self.cfg) if prior is None else prior
+        if not prior >= 0:
+            raise TranslatorError(f"diagonal prior {prior}: a strength of 0 (none) or more")
+        return float(prior)
 
     def _encode_words(
         self, sentences: Sequence[Sequence[str]], side: str, untokenize: bool
@@ -300,6 +318,7 @@ class Translator:
         method: str | None = None,
         batch_size: int | None = None,
         untokenize: bool = False,
+        prior: float | None = None,
     ) -> list[Alignment]:
         """Forced alignment of sentence pairs given as words (tokenization kept as given: the
         alignment's words are exactly these), in batches; a word the vocabulary cannot represent
@@ -307,11 +326,12 @@ class Translator:
 
         untokenize: the words are tokenized, lower-cased text (as gold alignment sets are): the
         model reads them written back as ordinary text in the run's languages (`mt.untokenize`),
-        and each given word gets the links of the characters it became."""
+        and each given word gets the links of the characters it became. prior: a diagonal prior's
+        strength (default: model.align_prior)."""
         if len(sources) != len(targets):
             raise TranslatorError(f"{len(sources)} source sentences but {len(targets)} targets")
         self.needs_attention()
-        method = self.method(method)
+        method, prior = self.method(method), self.prior(prior)
         options = self.options(batch_size=batch_size)
         src = self._encode_words(sources, "src", untokenize)
         tgt = self._encode_words(targets, "tgt", untokenize)
@@ -323,7 +343,8 @@ class Translator:
         ):
             attention = read_attention(hyp.attention.float(), method)
             alignment = Alignment.from_groups(words, target, src_groups, tgt_groups, attention)
-            out.append(replace(alignment, score=hyp.score))
+            weights = diagonal_prior(alignment.weights, prior)
+            out.append(replace(alignment, weights=weights, score=hyp.score))
         return out
 
 

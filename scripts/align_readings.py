@@ -11,28 +11,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mt.alignment import alignment_scores, read_gold, read_sentences, symmetrize  # noqa: E402
+from mt.alignment import (  # noqa: E402
+    Alignment,
+    alignment_scores,
+    diagonal_prior,
+    read_gold,
+    read_sentences,
+    symmetrize,
+)
 from mt.translator import Translator  # noqa: E402
 
 
-def with_prior(alignment, strength: float) -> set[tuple[int, int]]:
-    """Hard links of `alignment` with its weights times exp(-strength |i/S - j/T|) (word centres)."""
-    import torch
-
-    weights = alignment.weights
-    rows, columns = weights.shape
-    if not rows or not columns:
-        return set()
-    j = (torch.arange(rows) + 0.5) / rows
-    i = (torch.arange(columns) + 0.5) / columns
-    prior = torch.exp(-strength * (j[:, None] - i[None, :]).abs())
-    best = (weights * prior).argmax(1).tolist()
-    return {(b, k) for k, b in enumerate(best) if weights[k].sum() > 0}
+def with_prior(alignment: Alignment, strength: float) -> set[tuple[int, int]]:
+    """Hard links of `alignment` read with a diagonal prior (`mt align --diagonal`)."""
+    return set(replace(alignment, weights=diagonal_prior(alignment.weights, strength)).links)
 
 
 def readings(translator: Translator) -> list[tuple[str, dict]]:
@@ -64,8 +62,8 @@ def main() -> None:
     parser.add_argument(
         "--diagonal",
         default="",
-        help="comma-separated strengths λ: also score the forward readings with a diagonal prior "
-        "exp(-λ |i/S - j/T|) on the attention (fast_align's), e.g. 4,8",
+        help="comma-separated strengths: also score the forward readings with each diagonal prior "
+        "(`mt align --diagonal`), e.g. 4,8",
     )
     parser.add_argument(
         "--untokenize",

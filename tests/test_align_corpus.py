@@ -10,6 +10,7 @@ from mt import Translator
 from mt.alignment import (
     Alignment,
     alignment_scores,
+    diagonal_prior,
     parse_pharaoh,
     read_gold,
     read_sentences,
@@ -158,3 +159,44 @@ def test_align_corpus_checks_its_files(toy_run, tmp_path):
         str(tmp_path / "tgt"),
     )
     assert result.returncode == 1 and "has 2 lines but" in result.stderr
+
+
+def test_diagonal_prior():
+    weights = torch.tensor([[0.2, 0.2, 0.2, 0.2], [0.7, 0.1, 0.1, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    assert torch.equal(diagonal_prior(weights, 0.0), weights)
+    read = diagonal_prior(weights, 4.0)
+    # each row keeps its mass; a flat row goes to the source word on the diagonal
+    assert torch.allclose(read.sum(1), weights.sum(1))
+    assert read[0].argmax() == 0 and read[1].argmax() == 0
+    # strong enough, it overrules the attention: the middle target word links to the middle
+    assert diagonal_prior(weights, 50.0)[1].argmax() == 1
+    assert diagonal_prior(weights, 50.0)[2].sum() == 0  # a word without attention stays without
+
+
+def test_diagonal_prior_is_read_everywhere(toy_run, tmp_path):
+    t = Translator.load(toy_run, device="cpu")
+    words = [p[0].split() for p in PAIRS], [p[1].split() for p in PAIRS]
+    plain = t.align_words(*words)
+    read = t.align_words(*words, prior=3.0)
+    for a, b in zip(plain, read, strict=True):
+        assert torch.allclose(b.weights, diagonal_prior(a.weights, 3.0))
+    sentence = t.align(PAIRS[0][0], PAIRS[0][1], prior=3.0)
+    assert torch.allclose(sentence.weights, diagonal_prior(t.align(*PAIRS[0][:2]).weights, 3.0))
+    (translated,) = t.translate([PAIRS[0][0]], align=True, prior=3.0)
+    (bare,) = t.translate([PAIRS[0][0]], align=True)
+    assert torch.allclose(translated.alignment.weights, diagonal_prior(bare.alignment.weights, 3.0))
+    with pytest.raises(TranslatorError, match="diagonal prior -1"):
+        t.align_words(*words, prior=-1.0)
+    # the CLI: so strong a prior that every link is the diagonal's
+    (tmp_path / "src").write_text("".join(p[0] + "\n" for p in PAIRS))
+    (tmp_path / "tgt").write_text("".join(p[1] + "\n" for p in PAIRS))
+    files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
+    result = run_mt("align", "--run", str(toy_run), *files, "--diagonal", "500")
+    assert result.returncode == 0, result.stderr
+    for line, (src, tgt, _) in zip(result.stdout.splitlines(), PAIRS, strict=True):
+        S, T = len(src.split()), len(tgt.split())
+        links = parse_pharaoh(line)[0]
+        assert sorted(j for _, j in links) == list(range(T))  # one link per target word
+        for i, j in links:  # to a source word nearest the diagonal
+            distance = [abs((k + 0.5) / S - (j + 0.5) / T) for k in range(S)]
+            assert distance[i] == pytest.approx(min(distance))
