@@ -67,11 +67,7 @@ class Tokenizer:
         the indices of the pieces that overlap it; a piece of only a space goes with the next."""
         from mt.guided import pieces_of_words
 
-        sp = self.src if side == "src" else self.tgt
-        try:
-            proto = sp.encode(text, out_type="proto")
-        except ValueError:  # sentencepiece before 0.2.1 names it immutable_proto
-            proto = sp.encode(text, out_type="immutable_proto")
+        (proto,) = _protos(self.src if side == "src" else self.tgt, [text])
         ids = [p.id for p in proto.pieces]
         byte = [0]
         for c in text:
@@ -92,11 +88,7 @@ class Tokenizer:
     def piece_spans(self, texts: Sequence[str], side: str) -> list[list[tuple[int, int]]]:
         """Each piece's [begin, end) byte span in its UTF-8 text, in the order of `encode_src` /
         `encode_tgt` (EOS not included)."""
-        sp = self.src if side == "src" else self.tgt
-        try:
-            encoded = sp.encode(list(texts), out_type="proto")
-        except ValueError:  # sentencepiece before 0.2.1 names it immutable_proto
-            encoded = sp.encode(list(texts), out_type="immutable_proto")
+        encoded = _protos(self.src if side == "src" else self.tgt, list(texts))
         return [[(p.begin, p.end) for p in text.pieces] for text in encoded]
 
     def decode_tgt(self, ids: Sequence[int]) -> str:
@@ -115,6 +107,14 @@ class Tokenizer:
 
     def tgt_pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.tgt.id_to_piece(i) for i in ids]
+
+
+def _protos(sp: spm.SentencePieceProcessor, texts: list[str]) -> list:
+    """sentencepiece's encoding of `texts` with each piece's id and byte span."""
+    try:
+        return sp.encode(texts, out_type="proto")
+    except ValueError:  # sentencepiece before 0.2.1 names it immutable_proto
+        return sp.encode(texts, out_type="immutable_proto")
 
 
 def _load_model(path: Path) -> spm.SentencePieceProcessor:

@@ -264,6 +264,10 @@ class Trainer:
         if self.main:
             rewrite_metrics(self.run_dir, self.progress.history)
         writer = self._start()
+        # the budget marks still to come (a resumed run may have kept some already)
+        self.budget_marks = sorted(
+            m for m in self.cfg.budget_checkpoints if not self.budget_checkpoint(m).exists()
+        )
         with distributed.StopRequest() as stop:
             reason, interrupted = self._loop(stop, writer)
         self._finish(reason, interrupted, writer)
@@ -341,24 +345,21 @@ class Trainer:
                 window.restart()
             elif self.main:
                 self._save_on_interval()
-            if self.main and self._keep_budget_checkpoints(writer):
+            marks = self.budget_marks
+            passed = self.main and marks and p.train_seconds >= marks[0] * 60
+            if passed and self._keep_budget_checkpoints(writer):
                 window.restart()
 
     def budget_checkpoint(self, minutes: float) -> Path:
         return self.ckpt_dir / f"best-{minutes:g}min.pt"
 
     def _keep_budget_checkpoints(self, writer: SummaryWriter) -> bool:
-        """At each train.budget_checkpoints mark passed: the validation a run with that
+        """At the train.budget_checkpoints marks just passed: the validation a run with that
         train.max_minutes would have ended with (unless this step just had one), then best.pt kept
         as best-<M>min.pt. True when it validated."""
         p = self.progress
-        due = [
-            m
-            for m in self.cfg.budget_checkpoints
-            if p.train_seconds >= m * 60 and not self.budget_checkpoint(m).exists()
-        ]
-        if not due:
-            return False
+        due = [m for m in self.budget_marks if p.train_seconds >= m * 60]
+        self.budget_marks = self.budget_marks[len(due) :]
         validated = not p.history or p.history[-1]["step"] != p.step
         if validated:
             self.validate(writer)
