@@ -146,6 +146,11 @@ def eval_command(argv: list[str]) -> None:
         "--beam", type=positive_int, help="beam size (default: the run's decode.beam_size)"
     )
     parser.add_argument(
+        "--length-penalty",
+        type=float,
+        help="alpha of log p / length^alpha (default: the run's decode.length_penalty)",
+    )
+    parser.add_argument(
         "--checkpoint",
         help="best | last | averaged | a file in checkpoints/ (default: the run's decode.checkpoint)",
     )
@@ -168,6 +173,7 @@ def eval_command(argv: list[str]) -> None:
             args.checkpoint,
             args.device,
             other_corpus=args.other_corpus,
+            length_penalty=args.length_penalty,
         )
     except (MTError, FileNotFoundError) as e:
         fail(e)

@@ -24,6 +24,7 @@ def evaluate_run(
     device: str = "auto",
     data_dir: str | None = None,
     other_corpus: bool = False,
+    length_penalty: float | None = None,
 ) -> dict:
     """Decode the test split(s) of a run with beam search; write eval/<split>.hyp and .scores.json.
 
@@ -40,7 +41,7 @@ def evaluate_run(
             run_dir, prepare_key, "scoring its test splits (--other-corpus to do it anyway)"
         )
     which = which or cfg.decode.checkpoint
-    options = run.options(beam_size=beam_size, nbest=1)
+    options = run.options(beam_size=beam_size, length_penalty=length_penalty, nbest=1)
     settings = {
         "checkpoint": stages.file_fingerprint(checkpoint_path(Path(run_dir), which)),
         "corpus": prepare_key,
@@ -68,6 +69,7 @@ def evaluate_run(
                 "split": split,
                 "strategy": options.strategy,
                 "beam_size": options.beam_size,
+                "length_penalty": options.length_penalty,
                 "checkpoint": which,
                 "settings": settings,
                 "date": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -125,4 +125,8 @@ def test_evaluation_is_reused_while_checkpoint_and_settings_agree(toy_run, caplo
     assert "same checkpoint and decoding settings, scores reused" in caplog.text
     other = evaluate_run(toy_run, beam_size=2, device="cpu")["test"]  # new settings: decoded again
     assert other["beam_size"] == 2 and hyp.stat().st_mtime_ns != stamp
+    stamp = hyp.stat().st_mtime_ns
+    alpha = evaluate_run(toy_run, beam_size=2, length_penalty=0.5, device="cpu")["test"]
+    assert alpha["length_penalty"] == alpha["settings"]["length_penalty"] == 0.5
+    assert hyp.stat().st_mtime_ns != stamp  # another length penalty: decoded again
     evaluate_run(toy_run, device="cpu")  # leave the run's own scores behind
