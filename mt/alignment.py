@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,6 +30,12 @@ def word_text(pieces: Sequence[str], group: list[int]) -> str:
     return "".join(pieces[i] for i in group).replace(WORD_START, "") or WORD_START
 
 
+# how hard links are read from a soft alignment: each target word to the source word it attends most
+# ("argmax"), or only the links that are strongest both ways — the source word is the target word's
+# strongest and the target word the source word's ("mutual": fewer links, more of them right)
+LINK_RULES = ("argmax", "mutual")
+
+
 @dataclass
 class Alignment:
     """A word-level soft alignment: weights[j, i] is how much target word j attended to source word i."""
@@ -39,6 +45,7 @@ class Alignment:
     weights: Tensor  # (len(target), len(source))
     translation: str | None = None  # the translation aligned, when known
     score: float | None = None  # its score, when known
+    rule: str = "argmax"  # how hard links are read from the weights: LINK_RULES
 
     @property
     def links(self) -> list[tuple[int, int]]:
@@ -92,12 +99,17 @@ class Alignment:
         return cls(list(source), list(target), weights)
 
     def hard(self) -> list[tuple[int, int]]:
-        """(source index, target index) links: each target word to the source word it attends most
-        (a word that got no attention at all has no link)."""
+        """(source index, target index) links, read by `self.rule` (LINK_RULES); a word that got no
+        attention at all has no link."""
         if not len(self.target) or not len(self.source):
             return []
         best = self.weights.argmax(1).tolist()
         has = (self.weights.sum(1) > 0).tolist()
+        if self.rule == "mutual":
+            back = self.weights.argmax(0).tolist()
+            has = [real and back[i] == j for j, (i, real) in enumerate(zip(best, has, strict=True))]
+        elif self.rule != "argmax":
+            raise ValueError(f"link rule {self.rule!r}: one of {', '.join(LINK_RULES)}")
         return [(int(i), j) for j, (i, real) in enumerate(zip(best, has, strict=True)) if real]
 
     def pharaoh(self) -> str:
@@ -165,12 +177,6 @@ def shifted(attention: Tensor) -> Tensor:
 METHODS = {"attention": lambda attention: attention, "shift": shifted}
 
 
-def read_attention(attention: Tensor, method: str) -> Tensor:
-    if method not in METHODS:
-        raise ValueError(f"alignment method {method!r}: one of {', '.join(METHODS)}")
-    return METHODS[method](attention)
-
-
 def diagonal_prior(weights: Tensor, strength: float) -> Tensor:
     """Word-level weights (T, S) times fast_align's diagonal prior exp(-strength |i/S - j/T|)
     (word centres), each row rescaled to the mass it had: links favour the diagonal as strongly as
@@ -183,6 +189,48 @@ def diagonal_prior(weights: Tensor, strength: float) -> Tensor:
     weighted = weights * torch.exp(-strength * (j[:, None] - i[None, :]).abs())
     mass = weights.sum(1, keepdim=True)
     return weighted * (mass / weighted.sum(1, keepdim=True).clamp_min(1e-30))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a hypothesis's attention is read into a word alignment — model.align_method,
+    model.align_prior and model.align_links; `mt align --method --diagonal --links`."""
+
+    method: str = "attention"  # METHODS: the row of the step that predicts a word, or that reads it
+    prior: float = 0.0  # a diagonal prior's strength (0: none)
+    links: str = "argmax"  # LINK_RULES: how hard links are picked
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"alignment method {self.method!r}: one of {', '.join(METHODS)}")
+        if not self.prior >= 0:
+            raise ValueError(f"diagonal prior {self.prior}: a strength of 0 (none) or more")
+        if self.links not in LINK_RULES:
+            raise ValueError(f"link rule {self.links!r}: one of {', '.join(LINK_RULES)}")
+
+    @classmethod
+    def of(
+        cls,
+        model_cfg,
+        method: str | None = None,
+        prior: float | None = None,
+        links: str | None = None,
+    ) -> Reading:
+        """The reading a model config names (its align_* keys), the arguments not None instead."""
+        return cls(
+            method or model_cfg.get("align_method", "attention"),
+            float(model_cfg.get("align_prior", 0.0) if prior is None else prior),
+            links or model_cfg.get("align_links", "argmax"),
+        )
+
+    def rows(self, attention: Tensor) -> Tensor:
+        """Piece-level attention (T, S) with the rows this reading takes for each target piece."""
+        return METHODS[self.method](attention.float())
+
+    def words(self, alignment: Alignment) -> Alignment:
+        """A word-level alignment weighted by the prior, its links picked by this reading's rule."""
+        weights = diagonal_prior(alignment.weights, self.prior)
+        return replace(alignment, weights=weights, rule=self.links)
 
 
 Links = set[tuple[int, int]]

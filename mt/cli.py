@@ -373,6 +373,12 @@ def align_parser() -> argparse.ArgumentParser:
         "it (shift-att) (default: the run's model.align_method)",
     )
     parser.add_argument(
+        "--links",
+        choices=["argmax", "mutual"],
+        help="hard links: argmax, each target word to the source word it attends most; mutual, "
+        "only links strongest both ways (default: the run's model.align_links)",
+    )
+    parser.add_argument(
         "--diagonal",
         type=float,
         metavar="STRENGTH",
@@ -433,6 +439,7 @@ def align_command(argv: list[str]) -> None:
             head=args.head,
             method=args.method,
             prior=args.diagonal,
+            links=args.links,
         )
     except (MTError, FileNotFoundError) as e:
         fail(e)
@@ -463,13 +470,19 @@ def align_corpus(args: argparse.Namespace) -> None:
             except ValueError as e:
                 raise UserError(str(e)) from None
         translator = load_translator(args)
-        options = dict(layer=args.layer, head=args.head, method=args.method)
-        common = dict(batch_size=args.batch_size, untokenize=args.untokenize, prior=args.diagonal)
+        options = dict(layer=args.layer, head=args.head)
+        common = dict(
+            batch_size=args.batch_size,
+            untokenize=args.untokenize,
+            method=args.method,
+            prior=args.diagonal,
+            links=args.links,
+        )
         found = translator.align_words(src_words, tgt_words, **common, **options)
         links = [set(a.links) for a in found]
         if args.reverse_run:
             reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
-            backward = reverse.align_words(tgt_words, src_words, method=args.method, **common)
+            backward = reverse.align_words(tgt_words, src_words, **common)
             links = [
                 al.symmetrize(f, {(i, j) for j, i in b.links}, args.symmetrize)
                 for f, b in zip(links, backward, strict=True)

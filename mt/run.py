@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mt import checkpoint, tokenizer
-from mt.alignment import Alignment, diagonal_prior, read_attention
+from mt.alignment import Alignment, Reading
 from mt.batching import pad
 from mt.decoding import DecodeOptions, Hypothesis, forced_decode, translate_ids
 from mt.errors import MTError
@@ -49,6 +49,7 @@ RESUMABLE_KEYS = {
     "model.align_head",
     "model.align_method",
     "model.align_prior",
+    "model.align_links",
 }
 
 
@@ -59,6 +60,7 @@ ADDED_KEYS = {
     "train.metrics": ["bleu", "chrf"],
     "model.attention_mode": "soft",
     "model.align_prior": 0.0,
+    "model.align_links": "argmax",
     "model.gumbel_temperature": 1.0,
     "data.streaming": False,
     "train.guided_alignment": None,
@@ -286,45 +288,29 @@ def align_sentence(
     sentence: str,
     target: str | None,
     options: DecodeOptions,
-    method: str | None = None,
-    prior: float | None = None,
+    reading: Reading | None = None,
 ) -> tuple[str, float, Alignment]:
     """(translation, score, word alignment) of `sentence` by `model` (a Run or another engine with
     `tokenizer`, `cfg`, `translate` and `force`); with `target`, that translation is forced. The
-    attention is read by `method` with a diagonal prior of strength `prior` (defaults: the run's
-    model.align_method and model.align_prior)."""
+    attention is read as `reading` says (default: the run's model.align_* keys)."""
     tok = model.tokenizer
     if target is None:
         hyp = next(model.translate([sentence], replace(options, nbest=1), need_attn=True))[0]
     else:
         hyp = model.force(sentence, target, options)
-    method = method or align_method(model.cfg)
-    prior = align_prior(model.cfg) if prior is None else prior
-    alignment = word_alignment(tok, tok.encode_src([sentence])[0], hyp, method, prior)
+    reading = reading or Reading.of(model.cfg.model)
+    alignment = word_alignment(tok, tok.encode_src([sentence])[0], hyp, reading)
     translation = target if target is not None else tok.decode_tgt(hyp.tokens)
     return translation, hyp.score, alignment
 
 
-def align_method(cfg: DictConfig) -> str:
-    return cfg.model.get("align_method", "attention")
-
-
-def align_prior(cfg: DictConfig) -> float:
-    return float(cfg.model.get("align_prior", 0.0))
-
-
 def word_alignment(
-    tok: tokenizer.Tokenizer,
-    src_ids: list[int],
-    hyp: Hypothesis,
-    method: str = "attention",
-    prior: float = 0.0,
+    tok: tokenizer.Tokenizer, src_ids: list[int], hyp: Hypothesis, reading: Reading | None = None
 ) -> Alignment:
-    """The word-level alignment of a hypothesis decoded with attention, read by `method`, with a
-    diagonal prior of strength `prior`."""
+    """The word-level alignment of a hypothesis decoded with attention, read as `reading` says."""
     pieces = tok.src_pieces(src_ids), tok.tgt_pieces(hyp.tokens)
-    alignment = Alignment.from_subwords(*pieces, read_attention(hyp.attention.float(), method))
-    return replace(alignment, weights=diagonal_prior(alignment.weights, prior))
+    reading = reading or Reading()
+    return reading.words(Alignment.from_subwords(*pieces, reading.rows(hyp.attention)))
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:

@@ -172,6 +172,11 @@ def create_app(
             description="how attention is read: attention (the step that predicts a word) or "
             "shift (the step that reads it); default: the run's model.align_method",
         )
+        links: str | None = Field(
+            None,
+            description="how hard links are picked: argmax (each target word's strongest source "
+            "word) or mutual (only links strongest both ways); default: model.align_links",
+        )
 
     class Candidate(BaseModel):
         text: str
@@ -225,6 +230,7 @@ def create_app(
             layer=request.layer,
             head=request.head,
             method=request.method,
+            links=request.links,
         )
         if request.nbest > 1 and request.beam is None:
             options["strategy"] = "beam"
@@ -260,7 +266,8 @@ def create_app(
             "layers": cfg.model.decoder_layers if transformer else 0,
             "heads": cfg.model.heads if transformer else 0,
             "align_layers": translator.engine == "torch" and transformer,
-            "align_method": translator.method(None),
+            "align_method": translator.read().method,
+            "align_links": translator.read().links,
             "limits": limits.__dict__,
             "batches": batcher.batches,
         }

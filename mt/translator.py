@@ -19,17 +19,10 @@ from typing import Protocol
 
 from omegaconf import DictConfig
 
-from mt.alignment import Alignment, diagonal_prior, read_attention
+from mt.alignment import Alignment, Reading
 from mt.decoding import DecodeOptions, Hypothesis
 from mt.errors import MTError
-from mt.run import (
-    align_method,
-    align_prior,
-    align_sentence,
-    checkpoint_path,
-    load_run,
-    word_alignment,
-)
+from mt.run import align_sentence, checkpoint_path, load_run, word_alignment
 from mt.tokenizer import Tokenizer
 
 ENGINES = ("torch", "ctranslate2")
@@ -199,12 +192,12 @@ class Translator:
         options: DecodeOptions,
         align: bool = False,
         first_number: int = 1,
-        method: str | None = None,
-        prior: float | None = None,
+        reading: Reading | None = None,
     ) -> Iterator[Translation]:
-        """Translations of `sentences` in order, each as soon as it and those before it are done."""
+        """Translations of `sentences` in order, each as soon as it and those before it are done;
+        with `align`, their alignments read as `reading` says (default: the run's)."""
         tok = self.tokenizer
-        method, prior = self.method(method), self.prior(prior)
+        reading = reading or self.read()
         sentences = list(sentences)
         sources = tok.encode_src(sentences) if align else None
         hypotheses = self.model.translate(sentences, options, align, first_number)
@@ -212,7 +205,7 @@ class Translator:
             nbest = tuple(Candidate(tok.decode_tgt(h.tokens), h.score) for h in hyps)
             alignment = None
             if align and hyps[0].attention is not None:
-                alignment = word_alignment(tok, sources[i], hyps[0], method, prior)
+                alignment = word_alignment(tok, sources[i], hyps[0], reading)
                 alignment = replace(alignment, translation=nbest[0].text, score=nbest[0].score)
             elif align:  # an empty source: nothing to align
                 alignment = Alignment([], [], _empty(), nbest[0].text, nbest[0].score)
@@ -231,6 +224,7 @@ class Translator:
         head: int | None = None,
         method: str | None = None,
         prior: float | None = None,
+        links: str | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
@@ -238,16 +232,18 @@ class Translator:
         """Translate `sentences` (a list of strings). beam 1 is greedy search; `align=True` adds the
         word alignment of each best translation, read from decoder `layer` (a list: their average)
         and `head` by `method` ("attention" or "shift"; default: the run's model.align_method),
-        with a diagonal prior of strength `prior` (default: model.align_prior)."""
+        with a diagonal prior of strength `prior` (default: model.align_prior), its links picked
+        by `links` ("argmax" or "mutual"; default: model.align_links)."""
         if isinstance(sentences, str):
             raise TranslatorError("sentences: give a list of strings, not one string")
         if bad := [i for i, s in enumerate(sentences) if not isinstance(s, str)]:
             raise TranslatorError(f"sentences: item {bad[0]} is not a string")
         options = self.options(beam, nbest, strategy, batch_size, temperature, top_k, top_p)
+        reading = self.read(method, prior, links)
         if align:
             self.needs_attention()
         with self.reading(layer, head):
-            return list(self.stream(sentences, options, align, method=method, prior=prior))
+            return list(self.stream(sentences, options, align, reading=reading))
 
     def align(
         self,
@@ -259,6 +255,7 @@ class Translator:
         head: int | None = None,
         method: str | None = None,
         prior: float | None = None,
+        links: str | None = None,
     ) -> Alignment:
         """The word alignment of `sentence` and its translation (or the given `target`, forced):
         `.weights` (target words × source words), `.source`, `.target`, `.pharaoh()`, `.links`,
@@ -267,31 +264,26 @@ class Translator:
             raise TranslatorError("an empty sentence was given to align")
         if target is not None and not target.strip():
             raise TranslatorError("an empty target was given: give the translation to align")
+        reading = self.read(method, prior, links)
         self.needs_attention()
         options = replace(self.options(beam=beam), nbest=1)
         if options.strategy == "sample":
             options = replace(options, strategy="beam")
         with self.reading(layer, head):
             translation, score, alignment = align_sentence(
-                self.model, sentence, target, options, self.method(method), self.prior(prior)
+                self.model, sentence, target, options, reading
             )
         return replace(alignment, translation=translation, score=score)
 
-    def method(self, method: str | None) -> str:
-        """An alignment reading method, checked (None: the run's model.align_method)."""
-        from mt.alignment import METHODS
-
-        method = method or align_method(self.cfg)
-        if method not in METHODS:
-            raise TranslatorError(f"method {method!r}: one of {', '.join(METHODS)}")
-        return method
-
-    def prior(self, prior: float | None) -> float:
-        """A diagonal prior's strength, checked (None: the run's model.align_prior)."""
-        prior = align_prior(self.cfg) if prior is None else prior
-        if not prior >= 0:
-            raise TranslatorError(f"diagonal prior {prior}: a strength of 0 (none) or more")
-        return float(prior)
+    def read(
+        self, method: str | None = None, prior: float | None = None, links: str | None = None
+    ) -> Reading:
+        """How alignments are read: the run's model.align_method, align_prior and align_links,
+        each argument not None instead; checked."""
+        try:
+            return Reading.of(self.cfg.model, method, prior, links)
+        except ValueError as e:
+            raise TranslatorError(str(e)) from None
 
     def _encode_words(
         self, sentences: Sequence[Sequence[str]], side: str, untokenize: bool
@@ -319,6 +311,7 @@ class Translator:
         batch_size: int | None = None,
         untokenize: bool = False,
         prior: float | None = None,
+        links: str | None = None,
     ) -> list[Alignment]:
         """Forced alignment of sentence pairs given as words (tokenization kept as given: the
         alignment's words are exactly these), in batches; a word the vocabulary cannot represent
@@ -326,12 +319,12 @@ class Translator:
 
         untokenize: the words are tokenized, lower-cased text (as gold alignment sets are): the
         model reads them written back as ordinary text in the run's languages (`mt.untokenize`),
-        and each given word gets the links of the characters it became. prior: a diagonal prior's
-        strength (default: model.align_prior)."""
+        and each given word gets the links of the characters it became. method, prior, links: as
+        in `translate`."""
         if len(sources) != len(targets):
             raise TranslatorError(f"{len(sources)} source sentences but {len(targets)} targets")
         self.needs_attention()
-        method, prior = self.method(method), self.prior(prior)
+        reading = self.read(method, prior, links)
         options = self.options(batch_size=batch_size)
         src = self._encode_words(sources, "src", untokenize)
         tgt = self._encode_words(targets, "tgt", untokenize)
@@ -341,10 +334,9 @@ class Translator:
         for words, (_, src_groups), target, (_, tgt_groups), hyp in zip(
             sources, src, targets, tgt, hyps, strict=True
         ):
-            attention = read_attention(hyp.attention.float(), method)
+            attention = reading.rows(hyp.attention)
             alignment = Alignment.from_groups(words, target, src_groups, tgt_groups, attention)
-            weights = diagonal_prior(alignment.weights, prior)
-            out.append(replace(alignment, weights=weights, score=hyp.score))
+            out.append(replace(reading.words(alignment), score=hyp.score))
         return out
 
 

@@ -87,7 +87,7 @@ def main() -> None:
 
     model = Translator.load(args.run, device="cpu")
     forward = [set(a.links) for a in model.align_words(gold_src, gold_tgt)]
-    reading = f"layer {model.cfg.model.get('align_layer')}, {model.method(None)}"
+    reading = f"layer {model.cfg.model.get('align_layer')}, {model.read().method}"
     rows.append((f"mt {Path(args.run).name} ({reading})", forward))
     if args.reverse_run:
         reverse = Translator.load(args.reverse_run, device="cpu")

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mt.alignment import (  # noqa: E402
+    LINK_RULES,
     Alignment,
     alignment_scores,
     diagonal_prior,
@@ -28,9 +29,11 @@ from mt.alignment import (  # noqa: E402
 from mt.translator import Translator  # noqa: E402
 
 
-def with_prior(alignment: Alignment, strength: float) -> set[tuple[int, int]]:
-    """Hard links of `alignment` read with a diagonal prior (`mt align --diagonal`)."""
-    return set(replace(alignment, weights=diagonal_prior(alignment.weights, strength)).links)
+def hard(alignment: Alignment, strength: float = 0.0, rule: str = "argmax") -> set[tuple[int, int]]:
+    """Hard links of `alignment` read by `rule` with a diagonal prior of `strength`
+    (`mt align --diagonal`)."""
+    weights = diagonal_prior(alignment.weights, strength)
+    return set(replace(alignment, weights=weights, rule=rule).links)
 
 
 def readings(translator: Translator) -> list[tuple[str, dict]]:
@@ -70,6 +73,11 @@ def main() -> None:
         action="store_true",
         help="the files are tokenized, lower-cased text: the models read it as ordinary text",
     )
+    parser.add_argument(
+        "--rules",
+        default="argmax",
+        help=f"comma-separated link rules to score each reading with ({', '.join(LINK_RULES)})",
+    )
     args = parser.parse_args()
 
     src = [s.split() for s in read_sentences(args.src)]
@@ -78,16 +86,23 @@ def main() -> None:
     forward = Translator.load(args.run, args.checkpoint, device="cpu")
     rows: list[tuple[str, list]] = []
     links: dict[str, list] = {}
-    strengths = [float(x) for x in args.diagonal.split(",") if x]
+    strengths = [0.0, *(float(x) for x in args.diagonal.split(",") if x)]
+    rules = args.rules.split(",")
+    if unknown := set(rules) - set(LINK_RULES):
+        parser.error(
+            f"--rules: unknown {', '.join(sorted(unknown))} (one of {', '.join(LINK_RULES)})"
+        )
 
     def add(name: str, found: list) -> list:
-        """Rows for `found` alignments, as read and with each diagonal prior; their links."""
-        rows.append((name, [set(a.links) for a in found]))
-        for strength in strengths:
-            rows.append(
-                (f"{name}, diagonal {strength:g}", [with_prior(a, strength) for a in found])
-            )
-        return rows[-1 - len(strengths)][1]
+        """Rows for `found` alignments, read by each link rule with each diagonal prior; the links
+        of the first rule without a prior."""
+        first = len(rows)
+        for rule in rules:
+            for strength in strengths:
+                label = name + (f", {rule}" if rule != "argmax" else "")
+                label += f", diagonal {strength:g}" if strength else ""
+                rows.append((label, [hard(a, strength, rule) for a in found]))
+        return rows[first][1]
 
     model = forward.model.model
     if getattr(model, "align_head", None) is not None:

@@ -200,3 +200,30 @@ def test_diagonal_prior_is_read_everywhere(toy_run, tmp_path):
         for i, j in links:  # to a source word nearest the diagonal
             distance = [abs((k + 0.5) / S - (j + 0.5) / T) for k in range(S)]
             assert distance[i] == pytest.approx(min(distance))
+
+
+def test_mutual_links_are_read_everywhere(toy_run, tmp_path):
+    t = Translator.load(toy_run, device="cpu")
+    words = [p[0].split() for p in PAIRS], [p[1].split() for p in PAIRS]
+    argmax, mutual = t.align_words(*words), t.align_words(*words, links="mutual")
+    for a, m in zip(argmax, mutual, strict=True):
+        assert torch.equal(a.weights, m.weights)
+        assert set(m.links) <= set(a.links)
+        for i, j in m.links:  # the target word is also the source word's strongest
+            assert m.weights[:, i].argmax() == j
+    with pytest.raises(TranslatorError, match="link rule 'best'"):
+        t.align_words(*words, links="best")
+    # the run's model.align_links is the default of the sentence and translation readings
+    t.cfg.model.align_links = "mutual"
+    sentence = t.align(PAIRS[0][0], PAIRS[0][1])
+    assert sentence.links == mutual[0].links
+    (translated,) = t.translate([PAIRS[0][0]], align=True)
+    assert translated.alignment.rule == "mutual"
+    # the CLI
+    (tmp_path / "src").write_text("".join(p[0] + "\n" for p in PAIRS))
+    (tmp_path / "tgt").write_text("".join(p[1] + "\n" for p in PAIRS))
+    files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
+    result = run_mt("align", "--run", str(toy_run), *files, "--links", "mutual")
+    assert result.returncode == 0, result.stderr
+    for line, m in zip(result.stdout.splitlines(), mutual, strict=True):
+        assert parse_pharaoh(line)[0] == set(m.links)

@@ -1,6 +1,8 @@
 """Alignments: subword merging, Pharaoh links, AER; trained toy models align "black cat" with
 "chat noir" crosswise; heatmaps reach PNG files and TensorBoard."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -35,6 +37,16 @@ def test_subwords_merge_into_words():
     torch.testing.assert_close(alignment.weights, expected)
     assert alignment.pharaoh() == "0-0 2-1 1-2"
     assert word_groups(["a", "b", "▁c"]) == [[0, 1], [2]]
+
+
+def test_mutual_links_keep_only_links_strongest_both_ways():
+    # both target words attend most to source word 0, which attends most to target word 1
+    weights = torch.tensor([[0.6, 0.4], [0.7, 0.3], [0.0, 0.0]])
+    a = Alignment(["a", "b"], ["x", "y", "z"], weights)
+    assert a.links == [(0, 0), (0, 1)]  # argmax: every target word that got attention
+    assert replace(a, rule="mutual").links == [(0, 1)]
+    with pytest.raises(ValueError, match="link rule 'best'"):
+        replace(a, rule="best").hard()
 
 
 def test_alignment_error_rate():

@@ -117,6 +117,12 @@ def test_translate_with_alignment(server):
     assert len(a["weights"]) == 7 and all(len(row) == 6 for row in a["weights"])
     assert [1, 2] in a["links"] and [2, 1] in a["links"]
     assert a["pharaoh"] == " ".join(f"{i}-{j}" for i, j in a["links"])
+    status, out = call(
+        f"{server}/translate", {"sentences": [PROBE], "align": True, "links": "mutual"}
+    )
+    mutual = out["translations"][0]["alignment"]
+    assert status == 200 and mutual["weights"] == a["weights"]
+    assert all(link in a["links"] for link in mutual["links"])
     status, out = call(f"{server}/translate", {"sentences": [PROBE], "beam": 4, "nbest": 3})
     nbest = out["translations"][0]["nbest"]
     assert status == 200 and len(nbest) == 3 and out["translations"][0]["alignment"] is None
@@ -139,6 +145,11 @@ def test_translate_with_alignment(server):
             {"sentences": [PROBE], "align": True, "method": "diagonal"},
             422,
             "one of attention, shift",
+        ),
+        (
+            {"sentences": [PROBE], "align": True, "links": "best"},
+            422,
+            "one of argmax, mutual",
         ),
     ],
 )
