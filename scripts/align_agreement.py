@@ -5,6 +5,10 @@ source piece is one eflomal links them to. The links are guided alignment's cach
 
     python scripts/align_agreement.py --run runs/tatoeba-guided [--layer 1] [--head 0] [--pairs 400]
 
+`--offset K` reads each target piece's row from the step K later (1: shift-att; -1: the step
+before): where attention lags or leads the words it predicts, another offset agrees more.
+Transformer and RNN runs alike (--layer and --head are the Transformer's).
+
 Prints one line; nothing is written but the stage cache.
 """
 
@@ -25,6 +29,8 @@ def main() -> None:
     parser.add_argument("--layer", type=int, help="decoder layer (default: the run's reading)")
     parser.add_argument("--head", type=int, help="head (default: the run's; -1: heads averaged)")
     parser.add_argument("--pairs", type=int, default=400, help="training pairs, evenly spaced")
+    parser.add_argument("--checkpoint", help="best | last | a file in checkpoints/ (default: best)")
+    parser.add_argument("--offset", type=int, default=0, help="read the row of the step K later")
     args = parser.parse_args()
 
     import torch
@@ -49,20 +55,30 @@ def main() -> None:
                 "(the corpus or the way mt prepares it changed since it trained)"
             )
     train = built.encoded["train"]
-    model = Translator.load(args.run, device="cpu").model.model.eval()
-    if args.head is not None:
-        model.align_head = None if args.head < 0 else args.head
-    model.choose_alignment(args.layer)
+    model = Translator.load(args.run, args.checkpoint, device="cpu").model.model.eval()
+    transformer = cfg.model.arch == "transformer"
+    if transformer:
+        if args.head is not None:
+            model.align_head = None if args.head < 0 else args.head
+        model.choose_alignment(args.layer)
     step = max(len(train) // args.pairs, 1)
     batch = collate(train, list(range(0, len(train), step))[: args.pairs])
     with torch.inference_mode():
         _, attn = model(batch.src, batch.tgt_in, need_attn=True)
+    steps = attn.shape[1]
+    rows = (torch.arange(steps) + args.offset).clamp(0, steps - 1)
+    attn = attn[:, rows]  # each target piece's row from the step `offset` later (edges repeated)
     linked = batch.align.sum(-1) > 0
     picked = batch.align.gather(-1, attn.argmax(-1, keepdim=True)).squeeze(-1) > 0
     share = picked[linked].float().mean().item()
-    head = "heads averaged" if model.align_head is None else f"head {model.align_head}"
+    if transformer:
+        head = "heads averaged" if model.align_head is None else f"head {model.align_head}"
+        reading = f"layer(s) {list(model.align_layers)}, {head}"
+    else:
+        reading = cfg.model.name
+    reading += f", offset {args.offset:+d}" if args.offset else ""
     print(
-        f"{args.run}: layer(s) {list(model.align_layers)}, {head}: {share:.1%} of "
+        f"{args.run}: {reading}: {share:.1%} of "
         f"{int(linked.sum()):,} linked target pieces ({batch.src.shape[0]} training pairs) attend "
         "most to a source piece eflomal links them to"
     )
