@@ -78,9 +78,7 @@ class TransformerConfig:
     align_head: Optional[int] = None
     align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
     align_prior: float = 0.0  # diagonal prior's strength on the attention read (0: none)
-    align_links: str = (
-        "argmax"  # argmax | mutual: how hard links are picked (mt.alignment.LINK_RULES)
-    )
+    align_links: str = "argmax"  # argmax | mutual: hard links (mt.alignment.LINK_RULES)
 
 
 @dataclass
@@ -99,9 +97,7 @@ class RNNConfig:
     tie_embeddings: bool = True
     align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
     align_prior: float = 0.0  # diagonal prior's strength on the attention read (0: none)
-    align_links: str = (
-        "argmax"  # argmax | mutual: how hard links are picked (mt.alignment.LINK_RULES)
-    )
+    align_links: str = "argmax"  # argmax | mutual: hard links (mt.alignment.LINK_RULES)
     attention_mode: str = "soft"  # soft | hard (one source position: Gumbel-softmax, argmax)
     gumbel_temperature: float = 1.0  # hard attention in training: straight-through Gumbel-softmax
 
