@@ -255,6 +255,7 @@ def create_app(
         """The model served and what may be chosen for its alignments."""
         cfg = translator.cfg
         transformer = cfg.model.arch == "transformer"
+        reading = translator.read()
         return {
             "status": "ok",
             "run": translator.dir.name,
@@ -266,8 +267,8 @@ def create_app(
             "layers": cfg.model.decoder_layers if transformer else 0,
             "heads": cfg.model.heads if transformer else 0,
             "align_layers": translator.engine == "torch" and transformer,
-            "align_method": translator.read().method,
-            "align_links": translator.read().links,
+            "align_method": reading.method,
+            "align_links": reading.links,
             "limits": limits.__dict__,
             "batches": batcher.batches,
         }

@@ -106,6 +106,7 @@ def call(url: str, body=None) -> tuple[int, dict]:
 def test_translate_with_alignment(server):
     status, health = call(f"{server}/health")
     assert status == 200 and health["status"] == "ok" and health["layers"] == 2
+    assert health["align_method"] == "attention" and health["align_links"] == "argmax"
     status, out = call(
         f"{server}/translate", {"sentences": [PROBE, "A dog saw a cat."], "align": True}
     )
