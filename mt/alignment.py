@@ -326,6 +326,20 @@ def alignment_error_rate(
     return alignment_scores(predicted, sure, possible)["aer"]
 
 
+def agreement(forward: Alignment, backward: Alignment) -> Alignment:
+    """Both directions' soft alignments as one: weights[j, i] = sqrt(forward[j, i] * backward[i, j])
+    — high only where target word j attends to source word i and i to j (the agreement of Liang et
+    al. 2006, taken at reading time). `backward` aligns forward's target words (as its source) to
+    its source words; the links are read by forward's rule."""
+    weights = backward.weights.T
+    if weights.shape != forward.weights.shape:
+        raise ValueError(
+            f"the reverse alignment is {weights.shape[1]} x {weights.shape[0]} words, the forward "
+            f"{forward.weights.shape[0]} x {forward.weights.shape[1]}: not the same sentence pair"
+        )
+    return replace(forward, weights=(forward.weights * weights).clamp_min(0).sqrt())
+
+
 NEIGHBOURS = [(-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
 
 

@@ -362,9 +362,11 @@ def align_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--symmetrize",
-        choices=["intersect", "grow-diag-final", "union"],
+        choices=["intersect", "grow-diag-final", "union", "soft"],
         default="grow-diag-final",
-        help="how --reverse-run's links are combined (default: grow-diag-final)",
+        help="how --reverse-run is combined: its hard links with the forward ones (intersect, "
+        "grow-diag-final, union), or its soft weights (soft: the geometric mean of both "
+        "directions' weights, links read from it by --links) (default: grow-diag-final)",
     )
     parser.add_argument(
         "--method",
@@ -483,10 +485,15 @@ def align_corpus(args: argparse.Namespace) -> None:
         if args.reverse_run:
             reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
             backward = reverse.align_words(tgt_words, src_words, **common)
-            links = [
-                al.symmetrize(f, {(i, j) for j, i in b.links}, args.symmetrize)
-                for f, b in zip(links, backward, strict=True)
-            ]
+            if args.symmetrize == "soft":
+                links = [
+                    set(al.agreement(f, b).links) for f, b in zip(found, backward, strict=True)
+                ]
+            else:
+                links = [
+                    al.symmetrize(f, {(i, j) for j, i in b.links}, args.symmetrize)
+                    for f, b in zip(links, backward, strict=True)
+                ]
     except (MTError, FileNotFoundError) as e:
         fail(e)
     text = "".join(" ".join(f"{i}-{j}" for i, j in sorted(pair)) + "\n" for pair in links)

@@ -1,6 +1,8 @@
 """Every reading of a run's attention scored on a gold word alignment: each decoder layer and their
 average, heads averaged and one by one, as predicted ("attention") and one step later ("shift"),
-and — with a run trained in the other direction — symmetrized. The same code as
+and — with a run trained in the other direction — both directions combined: their hard links
+symmetrized (intersection, grow-diag-final), and their soft weights multiplied (`mt align
+--symmetrize soft`) then read by each rule and prior. The same code as
 `mt align --src --tgt --gold`; prints a Markdown table.
 
     python scripts/align_readings.py --run runs/tatoeba_en_fr-transformer \\
@@ -20,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from mt.alignment import (  # noqa: E402
     LINK_RULES,
     Alignment,
+    agreement,
     alignment_scores,
     diagonal_prior,
     read_gold,
@@ -104,17 +107,19 @@ def main() -> None:
                 rows.append((label, [hard(a, strength, rule) for a in found]))
         return rows[first][1]
 
+    soft: dict[str, list] = {}  # each forward reading's alignments, to combine with the reverse's
     model = forward.model.model
+    own_name = "the run's reading"
     if getattr(model, "align_head", None) is not None:
         # a run that aligns with one head (model.align_head, e.g. a guided one): score that reading
         # first, then read "heads averaged" as averaged
-        own = f"the run's reading: layer(s) {list(model.align_layers)}, head {model.align_head}"
-        add(own, forward.align_words(src, tgt, untokenize=args.untokenize))
+        name = f"{own_name}: layer(s) {list(model.align_layers)}, head {model.align_head}"
+        soft[own_name] = forward.align_words(src, tgt, untokenize=args.untokenize)
+        add(name, soft[own_name])
         model.align_head = None
     for name, options in readings(forward):
-        links[name] = add(
-            name, forward.align_words(src, tgt, untokenize=args.untokenize, **options)
-        )
+        soft[name] = forward.align_words(src, tgt, untokenize=args.untokenize, **options)
+        links[name] = add(name, soft[name])
         if args.heads and "layer" in options and isinstance(options["layer"], int):
             for head in range(forward.cfg.model.heads):
                 found = forward.align_words(
@@ -123,16 +128,24 @@ def main() -> None:
                 add(f"{name}, head {head}", found)
     if args.reverse_run:
         backward = Translator.load(args.reverse_run, args.checkpoint, device="cpu")
-        for name, options in readings(backward):
+        reverse_model = backward.model.model
+        plans = readings(backward)
+        if own_name in soft and getattr(reverse_model, "align_head", None) is not None:
+            plans.insert(0, (own_name, {}))
+        for name, options in plans:
             found = backward.align_words(tgt, src, untokenize=args.untokenize, **options)
+            if name == own_name:
+                reverse_model.align_head = None  # the readings after it average the heads
             reverse = [{(i, j) for j, i in a.links} for a in found]
             rows.append((f"reverse run: {name}", reverse))
-            if name in links:
-                for how in ("intersect", "grow-diag-final"):
-                    both = [
-                        symmetrize(f, r, how) for f, r in zip(links[name], reverse, strict=True)
-                    ]
-                    rows.append((f"both directions, {name}, {how}", both))
+            if name not in soft:
+                continue
+            forward_links = [set(a.links) for a in soft[name]]
+            for how in ("intersect", "grow-diag-final"):
+                both = [symmetrize(f, r, how) for f, r in zip(forward_links, reverse, strict=True)]
+                rows.append((f"both directions, {name}, {how}", both))
+            agreed = [agreement(f, b) for f, b in zip(soft[name], found, strict=True)]
+            add(f"both directions, {name}, soft", agreed)
     print(
         f"{len(src)} sentence pairs; {args.run}"
         + (f" + {args.reverse_run}" if args.reverse_run else "")

@@ -3,12 +3,15 @@ symmetrization, the readings of attention (layers, heads, shift-att), and `mt al
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from mt import Translator
 from mt.alignment import (
     Alignment,
+    agreement,
     alignment_scores,
     diagonal_prior,
     parse_pharaoh,
@@ -70,6 +73,25 @@ def test_symmetrization():
     assert symmetrize({(0, 0), (1, 1), (0, 1)}, {(0, 0), (1, 1)}, "grow-diag-final") == {
         (0, 0), (1, 1),
     }  # fmt: skip
+
+
+def test_agreement_of_both_directions():
+    forward = Alignment(
+        ["a", "b"], ["x", "y", "z"], torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    )
+    # the reverse direction aligns x y z (its source) to a b: "a" looks at x, "b" at y
+    backward = Alignment(
+        ["x", "y", "z"], ["a", "b"], torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.7, 0.2]])
+    )
+    both = agreement(forward, backward)
+    assert both.source == ["a", "b"] and both.target == ["x", "y", "z"]
+    assert torch.allclose(both.weights[1], torch.tensor([(0.6 * 0.1) ** 0.5, (0.4 * 0.7) ** 0.5]))
+    # y's forward argmax is "a", but "a" looks elsewhere: the agreement links y to "b"
+    assert forward.links == [(0, 0), (0, 1), (1, 2)]
+    assert both.links == [(0, 0), (1, 1), (1, 2)]
+    assert replace(both, rule="mutual").links == [(0, 0), (1, 1)]
+    with pytest.raises(ValueError, match="not the same sentence pair"):
+        agreement(forward, forward)
 
 
 def test_shift_reads_the_next_step():
@@ -227,3 +249,25 @@ def test_mutual_links_are_read_everywhere(toy_run, tmp_path):
     assert result.returncode == 0, result.stderr
     for line, m in zip(result.stdout.splitlines(), mutual, strict=True):
         assert parse_pharaoh(line)[0] == set(m.links)
+
+
+def test_reverse_run_is_combined(toy_run, tmp_path):
+    # the toy run read backwards stands in for a run trained the other way: the command's links
+    # are the forward and reverse readings combined as asked
+    t = Translator.load(toy_run, device="cpu")
+    src, tgt = [p[0].split() for p in PAIRS], [p[1].split() for p in PAIRS]
+    forward, backward = t.align_words(src, tgt), t.align_words(tgt, src)
+    (tmp_path / "src").write_text("".join(p[0] + "\n" for p in PAIRS))
+    (tmp_path / "tgt").write_text("".join(p[1] + "\n" for p in PAIRS))
+    files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
+    for how in ("intersect", "grow-diag-final", "soft"):
+        result = run_mt("align", "--run", str(toy_run), *files, "--reverse-run", str(toy_run),
+                        "--symmetrize", how)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        for line, f, b in zip(result.stdout.splitlines(), forward, backward, strict=True):
+            expected = (
+                set(agreement(f, b).links)
+                if how == "soft"
+                else symmetrize(set(f.links), {(i, j) for j, i in b.links}, how)
+            )
+            assert parse_pharaoh(line)[0] == expected, how
