@@ -85,7 +85,7 @@ class TransformerConfig:
 class RNNConfig:
     name: str = MISSING
     arch: str = "rnn"
-    style: str = "bahdanau"  # bahdanau | luong
+    style: str = "bahdanau"  # bahdanau | luong | conditional (mt.models.rnn.STYLES)
     attention: str = "additive"  # additive | dot | general | concat | none
     cell: str = "gru"  # gru | lstm
     embedding_dim: int = 256

@@ -1,5 +1,6 @@
 """Hard attention (one source position: straight-through Gumbel-softmax in training, argmax at
-inference) and the RNN without attention, the baseline that shows what attention buys."""
+inference), the conditional RNN's up-to-date query, and the RNN without attention, the baseline
+that shows what attention buys."""
 
 from __future__ import annotations
 
@@ -67,7 +68,25 @@ def test_no_attention_has_nothing_to_align(tmp_path):
     assert not torch.allclose(model(other, tgt_in)[0][0], logits[0])
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_conditional_query_has_read_the_previous_word(tmp_path, cell):
+    # Bahdanau's query at step t is the state from before input word t: changing that word leaves
+    # the step's attention as it was; the conditional RNN reads it first, so its attention moves
+    src, tgt_in = batch()
+    other = tgt_in.clone()
+    other[:, 3] = torch.where(tgt_in[:, 3] == 4, 5, 4)
+    for style, moves in (("bahdanau", False), ("conditional", True)):
+        model = tiny(tmp_path, f"model.style={style}", f"model.cell={cell}").eval()
+        _, attn = model(src, tgt_in, need_attn=True)
+        _, changed = model(src, other, need_attn=True)
+        torch.testing.assert_close(changed[:, :3], attn[:, :3])  # the steps before it: the same
+        moved = not torch.allclose(changed[:, 3], attn[:, 3])
+        assert moved == moves, style
+
+
 def test_bad_attention_settings_are_named(tmp_path):
+    with pytest.raises(ValueError, match="model.style: unknown 'nematus' .bahdanau, luong, cond"):
+        tiny(tmp_path, "model.style=nematus")
     with pytest.raises(ValueError, match="model.attention_mode: unknown 'sharp'"):
         tiny(tmp_path, "model.attention_mode=sharp")
     with pytest.raises(ValueError, match="model.gumbel_temperature must be above 0"):

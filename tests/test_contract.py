@@ -1,5 +1,5 @@
 """The Seq2Seq contract, for every architecture the configs offer: the Transformer and the RNN in
-both forms, both cells and all four attention scores. Tiny untrained models; each property is one
+its three forms, both cells and all four attention scores. Tiny untrained models; each property is one
 that search, training and alignment rely on."""
 
 import itertools
@@ -28,7 +28,9 @@ ARCHITECTURES = (
             *RNN_SIZES,
         ]
         for style, cell, attention in itertools.product(
-            ["bahdanau", "luong"], ["gru", "lstm"], ["additive", "dot", "general", "concat"]
+            ["bahdanau", "luong", "conditional"],
+            ["gru", "lstm"],
+            ["additive", "dot", "general", "concat"],
         )
     }
     | {
@@ -38,7 +40,17 @@ ARCHITECTURES = (
             "model.dropout=0.0",
             *RNN_SIZES,
         ]
-        for style in ["bahdanau", "luong"]
+        for style in ["bahdanau", "luong", "conditional"]
+    }
+    | {  # the conditional RNN's first step feeds the first of several layers
+        f"conditional-{cell}-2layers": [
+            "model=rnn_conditional",
+            f"model.cell={cell}",
+            "model.decoder_layers=2",
+            "model.dropout=0.0",
+            *RNN_SIZES,
+        ]
+        for cell in ["gru", "lstm"]
     }
 )
 

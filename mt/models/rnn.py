@@ -4,6 +4,9 @@
   [previous word; context].
 - Luong et al. (2015): step the RNN on [previous word; previous attentional vector] (input feeding),
   then attend with the new state.
+- Conditional (Nematus, Sennrich et al. 2017): Bahdanau's model with the attention's query brought
+  up to date — a first RNN step on the previous word, attend with its state, then a second step on
+  the context. Bahdanau's query has not seen the word just emitted; this one has.
 
 Either way the output is tanh(W [state; context]) (the attentional vector) projected to the vocabulary.
 
@@ -27,6 +30,8 @@ from mt.attention import build_scored_attention
 from mt.models.base import Dropout, Memory, Seq2Seq, embedding_pair, reorder_tensors
 
 RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
+CELLS = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}
+STYLES = ("bahdanau", "luong", "conditional")  # model.style: where the decoder attends (see above)
 
 
 class RNNEncoder(nn.Module):
@@ -94,8 +99,8 @@ class RNNSeq2Seq(Seq2Seq):
         gumbel_temperature: float = 1.0,
     ):
         super().__init__()
-        if style not in ("bahdanau", "luong"):
-            raise ValueError(f"model.style: unknown {style!r} (bahdanau or luong)")
+        if style not in STYLES:
+            raise ValueError(f"model.style: unknown {style!r} ({', '.join(STYLES)})")
         if attention_mode not in ("soft", "hard"):
             raise ValueError(f"model.attention_mode: unknown {attention_mode!r} (soft or hard)")
         if not gumbel_temperature > 0:
@@ -112,9 +117,17 @@ class RNNSeq2Seq(Seq2Seq):
         self.tgt_embedding = tgt_embedding
         memory_dim = 2 * encoder_hidden
         self.bridge = nn.Linear(memory_dim, decoder_hidden)
-        # Bahdanau feeds the context into the RNN; Luong feeds the previous attentional vector
-        rnn_input = embedding_dim + (memory_dim if style == "bahdanau" else decoder_hidden)
+        # Bahdanau feeds the context into the RNN; Luong feeds the previous attentional vector;
+        # the conditional RNN reads the previous word in a step of its own, then the context
+        rnn_input = {
+            "bahdanau": embedding_dim + memory_dim,
+            "luong": embedding_dim + decoder_hidden,
+            "conditional": memory_dim,
+        }[style]
         self.decoder_layers = decoder_layers
+        self.first_step = (
+            CELLS[cell](embedding_dim, decoder_hidden) if style == "conditional" else None
+        )
         self.rnn = RNNS[cell](
             rnn_input,
             decoder_hidden,
@@ -215,6 +228,19 @@ class RNNSeq2Seq(Seq2Seq):
         if self.style == "bahdanau":
             context, weights = self._attend(state.hidden[:, -1], memory)
             top, hidden, cell = self._rnn_step(torch.cat([embedded, context], -1), state)
+        elif self.style == "conditional":
+            # the first layer's state, updated on the previous word, is the query; the second step
+            # starts from it and reads the context
+            if self.cell_type == "lstm":
+                query, first_cell = self.first_step(
+                    embedded, (state.hidden[:, 0], state.cell[:, 0])
+                )
+                cells = torch.cat([first_cell[:, None], state.cell[:, 1:]], 1)
+            else:
+                query, cells = self.first_step(embedded, state.hidden[:, 0]), None
+            context, weights = self._attend(query, memory)
+            hidden = torch.cat([query[:, None], state.hidden[:, 1:]], 1)
+            top, hidden, cell = self._rnn_step(context, RNNState(hidden, cells, state.feed))
         else:
             top, hidden, cell = self._rnn_step(torch.cat([embedded, state.feed], -1), state)
             context, weights = self._attend(top, memory)
