@@ -351,7 +351,7 @@ def align_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--reverse-run",
-        help="a run trained in the other direction: symmetrize both directions' links",
+        help="a run trained in the other direction: both directions combined (--symmetrize)",
     )
     parser.add_argument(
         "--untokenize",
@@ -422,12 +422,8 @@ def align_command(argv: list[str]) -> None:
         fail(UserError("a corpus needs both --src and --tgt"))
     if not corpus and args.sentence is None:
         fail(UserError("give a SENTENCE to align, or --src and --tgt for a corpus"))
-    if not corpus and (args.gold or args.reverse_run or args.untokenize):
-        fail(
-            UserError(
-                "--gold, --reverse-run and --untokenize work on a corpus: give --src and --tgt"
-            )
-        )
+    if not corpus and (args.gold or args.untokenize):
+        fail(UserError("--gold and --untokenize work on a corpus: give --src and --tgt"))
     if corpus:
         align_corpus(args)
         return
@@ -443,6 +439,9 @@ def align_command(argv: list[str]) -> None:
             prior=args.diagonal,
             links=args.links,
         )
+        links = alignment.links
+        if args.reverse_run:
+            alignment, links = combine_directions(args, alignment)
     except (MTError, FileNotFoundError) as e:
         fail(e)
     print(alignment.translation)
@@ -451,7 +450,26 @@ def align_command(argv: list[str]) -> None:
         print(f"heatmap: {args.output}")
     else:
         print(alignment.terminal())
-    print(alignment.pharaoh())
+    print(" ".join(f"{i}-{j}" for i, j in sorted(links, key=lambda link: (link[1], link[0]))))
+
+
+def combine_directions(args: argparse.Namespace, alignment):
+    """A sentence's alignment and the reverse run's alignment of the same words the other way,
+    combined as --symmetrize says -> (the alignment to draw, its links): soft draws the agreement
+    and reads its links; the others draw the forward attention and symmetrize the hard links."""
+    from mt import alignment as al
+    from mt.translator import Translator
+
+    reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
+    (backward,) = reverse.align_words(
+        [alignment.target], [alignment.source], method=args.method, prior=args.diagonal,
+        links=args.links,
+    )  # fmt: skip
+    if args.symmetrize == "soft":
+        both = al.agreement(alignment, backward)
+        return both, both.links
+    reverse_links = {(i, j) for j, i in backward.links}
+    return alignment, al.symmetrize(set(alignment.links), reverse_links, args.symmetrize)
 
 
 def align_corpus(args: argparse.Namespace) -> None:

@@ -160,7 +160,7 @@ def test_align_corpus_command(toy_run, tmp_path):
         (["--src", "S"], "a corpus needs both --src and --tgt"),
         (["X", "--src", "S", "--tgt", "T"], "give a SENTENCE (and --target) or --src and --tgt"),
         ([], "give a SENTENCE to align"),
-        (["X", "--gold", "G"], "--gold, --reverse-run and --untokenize work on a corpus"),
+        (["X", "--gold", "G"], "--gold and --untokenize work on a corpus"),
     ],
 )
 def test_align_corpus_arguments(toy_run, args, message):
@@ -271,3 +271,18 @@ def test_reverse_run_is_combined(toy_run, tmp_path):
                 else symmetrize(set(f.links), {(i, j) for j, i in b.links}, how)
             )
             assert parse_pharaoh(line)[0] == expected, how
+    # one sentence: the links of the same combination; soft draws the agreement it reads them from
+    sentence, target = PAIRS[0][:2]
+    for how in ("intersect", "soft"):
+        png = tmp_path / f"{how}.png"
+        result = run_mt("align", "--run", str(toy_run), sentence, "--target", target,
+                        "--reverse-run", str(toy_run), "--symmetrize", how, "-o", str(png))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        f, b = forward[0], backward[0]
+        expected = (
+            set(agreement(f, b).links)
+            if how == "soft"
+            else symmetrize(set(f.links), {(i, j) for j, i in b.links}, how)
+        )
+        assert parse_pharaoh(result.stdout.splitlines()[-1])[0] == expected, how
+        assert png.stat().st_size > 0
