@@ -140,10 +140,16 @@ def main() -> None:
             rows.append((f"reverse run: {name}", reverse))
             if name not in soft:
                 continue
-            forward_links = [set(a.links) for a in soft[name]]
-            for how in ("intersect", "grow-diag-final"):
-                both = [symmetrize(f, r, how) for f, r in zip(forward_links, reverse, strict=True)]
-                rows.append((f"both directions, {name}, {how}", both))
+            for strength in strengths:  # each direction's argmax links, with the same prior
+                forward_links = [hard(a, strength) for a in soft[name]]
+                reverse_links = [{(i, j) for j, i in hard(a, strength)} for a in found]
+                for how in ("intersect", "grow-diag-final"):
+                    both = [
+                        symmetrize(f, r, how)
+                        for f, r in zip(forward_links, reverse_links, strict=True)
+                    ]
+                    label = f"both directions, {name}, {how}"
+                    rows.append((label + (f", diagonal {strength:g}" if strength else ""), both))
             agreed = [agreement(f, b) for f, b in zip(soft[name], found, strict=True)]
             add(f"both directions, {name}, soft", agreed)
     print(
