@@ -144,6 +144,71 @@ class EncodedCorpus:
         )
 
 
+class JoinedRows:
+    """A corpus side's rows, then rows each made of several of them end to end: `groups` (M, K)
+    holds each made row's row indices (-1: none), and every part but the last loses its final token
+    (the EOS) — the ids of the parts' texts joined with a space. Made when asked for, as Ragged's."""
+
+    def __init__(self, rows: Ragged, groups: np.ndarray):
+        self.rows, self.groups = rows, groups
+        parts = groups >= 0
+        made = np.where(parts, rows.lengths[np.maximum(groups, 0)], 0).sum(1) - parts.sum(1) + 1
+        self.lengths = np.concatenate([rows.lengths, made.astype(np.int64)])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def parts(self, i: int) -> list[int]:
+        return [int(g) for g in self.groups[i - len(self.rows)] if g >= 0]
+
+    def __getitem__(self, i: int) -> Tensor:
+        if i < len(self.rows):
+            return self.rows[i]
+        rows = [self.rows[g] for g in self.parts(i)]
+        return torch.cat([r[:-1] for r in rows[:-1]] + rows[-1:])
+
+
+class JoinedLinks:
+    """Guided alignment's links of JoinedRows: each part's (target, source) links moved by the
+    lengths of the parts before it."""
+
+    def __init__(self, links: Ragged, src: JoinedRows, tgt: JoinedRows):
+        self.links, self.src, self.tgt = links, src, tgt
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __getitem__(self, i: int) -> Tensor:
+        if i < len(self.links):
+            return self.links[i]
+        out, shift = [], torch.zeros(2, dtype=torch.int64)
+        for g in self.src.parts(i):
+            out.append(self.links[g] + shift)
+            shift = shift + torch.tensor(
+                [self.tgt.rows.lengths[g] - 1, self.src.rows.lengths[g] - 1]
+            )
+        return torch.cat(out)
+
+
+def joined(corpus: EncodedCorpus, extra: float, most: int, seed: int) -> EncodedCorpus:
+    """`corpus` and round(extra x its size) more pairs, each 2..`most` of its pairs drawn at random
+    (from `seed`) and joined end to end on both sides: training sentences longer than the corpus
+    has, so positions and alignments stay sound on longer input (train.join_extra, join_most)."""
+    if not extra:
+        return corpus
+    rng = np.random.default_rng(seed)
+    n, m = len(corpus), round(extra * len(corpus))
+    sizes = rng.integers(2, most + 1, size=m)
+    groups = rng.integers(0, n, size=(m, most))
+    groups[np.arange(most)[None, :] >= sizes[:, None]] = -1
+    src, tgt = JoinedRows(corpus.src, groups), JoinedRows(corpus.tgt, groups)
+    links = JoinedLinks(corpus.links, src, tgt) if corpus.links is not None else None
+    log.info(
+        "train.join_extra: %d joined pairs (2-%d each) beside the %d of the corpus", m, most, n
+    )
+    return EncodedCorpus(src, tgt, links)
+
+
 @dataclass
 class Batch:
     """src (B, S), tgt_in (B, T) = BOS + target, tgt_out (B, T) = target + EOS; PAD-padded."""

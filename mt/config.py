@@ -135,6 +135,10 @@ class TrainConfig:
     guided_alignment: Optional[str] = None  # null (off) | eflomal
     guided_weight: float = 0.05  # the alignment loss's weight beside the translation loss
     guided_symmetrize: str = "grow-diag-final"  # intersect | union | grow-diag-final
+    # joined pairs (mt.batching.joined): this many extra training pairs per pair, each 2..join_most
+    # random pairs joined end to end — longer sentences than a corpus of short ones has
+    join_extra: float = 0.0
+    join_most: int = 3
 
 
 @dataclass

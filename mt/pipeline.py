@@ -11,7 +11,7 @@ import datasets
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mt import distributed, guided, metrics, process
+from mt import batching, distributed, guided, metrics, process
 from mt.alignment import SYMMETRIZATIONS
 from mt.models import Seq2Seq
 from mt.run import (
@@ -83,6 +83,14 @@ def check_config(cfg: DictConfig) -> None:
             )
     if (aligner := cfg.train.get("guided_alignment")) is not None:
         check_guided(cfg, aligner)
+    if not cfg.train.join_extra >= 0:
+        raise RunError(
+            f"train.join_extra: {cfg.train.join_extra} — 0 (none) or more pairs per pair"
+        )
+    if cfg.train.join_most < 2:
+        raise RunError(
+            f"train.join_most: {cfg.train.join_most} — a joined pair has 2 or more parts"
+        )
 
 
 def check_guided(cfg: DictConfig, aligner: str) -> None:
@@ -136,7 +144,8 @@ def train_pipeline(cfg: DictConfig) -> Path:
         dev = cfg.data.dev_split
         validate = dev_validation(cfg, built.tokenizer, built.corpus[dev], device)
         encoded = built.encoded
-        Trainer(
-            cfg.train, model, encoded["train"], encoded[dev], run_dir, device, cfg.seed, validate
-        ).train()
+        train = batching.joined(
+            encoded["train"], cfg.train.join_extra, cfg.train.join_most, cfg.seed
+        )
+        Trainer(cfg.train, model, train, encoded[dev], run_dir, device, cfg.seed, validate).train()
     return run_dir

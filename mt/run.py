@@ -66,6 +66,8 @@ ADDED_KEYS = {
     "train.guided_alignment": None,
     "train.guided_weight": 0.05,
     "train.guided_symmetrize": "grow-diag-final",
+    "train.join_extra": 0.0,
+    "train.join_most": 3,
 }
 
 

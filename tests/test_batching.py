@@ -11,6 +11,7 @@ from mt.batching import (
     RaggedWriter,
     collate,
     epoch_batches,
+    joined,
     token_batches,
 )
 from mt.tokenizer import BOS, EOS, PAD
@@ -102,3 +103,43 @@ def test_ragged_rows_round_trip_memory_mapped(tmp_path):
     pairs = Ragged.from_rows([[[0, 1], [2, 0]], []], width=2)
     pairs.save(tmp_path / "links")
     assert Ragged.load(tmp_path / "links", width=2)[0].tolist() == [[0, 1], [2, 0]]
+
+
+def test_joined_pairs_are_their_parts_end_to_end():
+    g = np.random.default_rng(0)
+    rows = lambda lengths: [[*g.integers(4, 50, n - 1).tolist(), EOS] for n in lengths]  # noqa: E731
+    src, tgt = rows([3, 5, 2, 4]), rows([4, 2, 3, 6])
+    # guided links (target position, source position) of each pair
+    links = [[[0, 0], [2, 1]], [[0, 3]], [[0, 0], [1, 0]], [[4, 2]]]
+    corpus = EncodedCorpus(Ragged.from_rows(src), Ragged.from_rows(tgt), Ragged.from_rows(links, 2))
+    assert joined(corpus, 0.0, 3, seed=1) is corpus
+    more = joined(corpus, 2.0, 3, seed=1)
+    assert len(more) == 4 + 8 and len(more.src.lengths) == len(more.tgt.lengths) == 12
+    for i in range(4):  # the corpus first, as it was
+        assert more.src[i].tolist() == src[i] and more.links[i].tolist() == links[i]
+    sizes = set()
+    for i in range(4, 12):
+        parts = more.src.parts(i)
+        sizes.add(len(parts))
+        # the parts' ids with the EOS between them dropped; one EOS at the end
+        expected = [t for k in parts[:-1] for t in src[k][:-1]] + src[parts[-1]]
+        assert more.src[i].tolist() == expected and more.src.lengths[i] == len(expected)
+        expected = [t for k in parts[:-1] for t in tgt[k][:-1]] + tgt[parts[-1]]
+        assert more.tgt[i].tolist() == expected and more.tgt.lengths[i] == len(expected)
+        # every link still joins the same two tokens
+        found = more.links[i].tolist()
+        assert len(found) == sum(len(links[k]) for k in parts)
+        for t, s in found:
+            assert 0 <= t < len(more.tgt[i]) - 1 and 0 <= s < len(more.src[i]) - 1
+        ts, ss = 0, 0
+        for k in parts:
+            for t, s in links[k]:
+                assert [t + ts, s + ss] in found
+                assert more.tgt[i][t + ts] == tgt[k][t] and more.src[i][s + ss] == src[k][s]
+            ts, ss = ts + len(tgt[k]) - 1, ss + len(src[k]) - 1
+    assert sizes == {2, 3}
+    # the same seed, the same pairs (a run resumes on the same data); batches collate them
+    again = joined(corpus, 2.0, 3, seed=1)
+    assert [again.src[i].tolist() for i in range(12)] == [more.src[i].tolist() for i in range(12)]
+    batch = collate(more, np.arange(12))
+    assert batch.align.shape == (12, int(more.tgt.lengths.max()), int(more.src.lengths.max()))

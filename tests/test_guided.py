@@ -84,6 +84,8 @@ def test_toy_truth_crosses():
             ["train.guided_alignment=eflomal", *TINY_RNN, "model.attention=none"],
             "no attention to guide",
         ),
+        (["train.join_most=1"], "train.join_most: 1"),
+        (["train.join_extra=-1"], "train.join_extra: -1"),
     ],
 )
 def test_bad_guided_settings_are_one_clear_error(tmp_path, overrides, message):
