@@ -429,6 +429,7 @@ def align_command(argv: list[str]) -> None:
         return
     try:
         translator = load_translator(args)
+        soft = args.reverse_run and args.symmetrize == "soft"
         alignment = translator.align(
             args.sentence,
             args.target,
@@ -436,12 +437,12 @@ def align_command(argv: list[str]) -> None:
             layer=args.layer,
             head=args.head,
             method=args.method,
-            prior=args.diagonal,
+            prior=0.0 if soft else args.diagonal,  # soft: on the agreement of both directions
             links=args.links,
         )
         links = alignment.links
         if args.reverse_run:
-            alignment, links = combine_directions(args, alignment)
+            alignment, links = combine_directions(args, translator, alignment)
     except (MTError, FileNotFoundError) as e:
         fail(e)
     print(alignment.translation)
@@ -453,20 +454,23 @@ def align_command(argv: list[str]) -> None:
     print(" ".join(f"{i}-{j}" for i, j in sorted(links, key=lambda link: (link[1], link[0]))))
 
 
-def combine_directions(args: argparse.Namespace, alignment):
+def combine_directions(args: argparse.Namespace, translator, alignment):
     """A sentence's alignment and the reverse run's alignment of the same words the other way,
     combined as --symmetrize says -> (the alignment to draw, its links): soft draws the agreement
-    and reads its links; the others draw the forward attention and symmetrize the hard links."""
+    (weighted by the diagonal prior) and reads its links; the others draw the forward attention
+    and symmetrize the hard links."""
     from mt import alignment as al
     from mt.translator import Translator
 
+    soft = args.symmetrize == "soft"
     reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
     (backward,) = reverse.align_words(
-        [alignment.target], [alignment.source], method=args.method, prior=args.diagonal,
-        links=args.links,
+        [alignment.target], [alignment.source], method=args.method,
+        prior=0.0 if soft else args.diagonal, links=args.links,
     )  # fmt: skip
-    if args.symmetrize == "soft":
-        both = al.agreement(alignment, backward)
+    if soft:
+        reading = translator.read(args.method, args.diagonal, args.links)
+        both = reading.words(al.agreement(alignment, backward))
         return both, both.links
     reverse_links = {(i, j) for j, i in backward.links}
     return alignment, al.symmetrize(set(alignment.links), reverse_links, args.symmetrize)
@@ -491,11 +495,13 @@ def align_corpus(args: argparse.Namespace) -> None:
                 raise UserError(str(e)) from None
         translator = load_translator(args)
         options = dict(layer=args.layer, head=args.head)
+        soft = args.reverse_run and args.symmetrize == "soft"
         common = dict(
             batch_size=args.batch_size,
             untokenize=args.untokenize,
             method=args.method,
-            prior=args.diagonal,
+            # soft: the prior weighs the agreement of both directions, not each one
+            prior=0.0 if soft else args.diagonal,
             links=args.links,
         )
         found = translator.align_words(src_words, tgt_words, **common, **options)
@@ -503,9 +509,11 @@ def align_corpus(args: argparse.Namespace) -> None:
         if args.reverse_run:
             reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
             backward = reverse.align_words(tgt_words, src_words, **common)
-            if args.symmetrize == "soft":
+            if soft:
+                reading = translator.read(args.method, args.diagonal, args.links)
                 links = [
-                    set(al.agreement(f, b).links) for f, b in zip(found, backward, strict=True)
+                    set(reading.words(al.agreement(f, b)).links)
+                    for f, b in zip(found, backward, strict=True)
                 ]
             else:
                 links = [

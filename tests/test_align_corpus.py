@@ -271,6 +271,13 @@ def test_reverse_run_is_combined(toy_run, tmp_path):
                 else symmetrize(set(f.links), {(i, j) for j, i in b.links}, how)
             )
             assert parse_pharaoh(line)[0] == expected, how
+    # soft with a prior: the prior weighs the agreement (not each direction), then the rule reads it
+    result = run_mt("align", "--run", str(toy_run), *files, "--reverse-run", str(toy_run),
+                    "--symmetrize", "soft", "--diagonal", "4", "--links", "mutual")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    reading = t.read(prior=4.0, links="mutual")
+    for line, f, b in zip(result.stdout.splitlines(), forward, backward, strict=True):
+        assert parse_pharaoh(line)[0] == set(reading.words(agreement(f, b)).links)
     # one sentence: the links of the same combination; soft draws the agreement it reads them from
     sentence, target = PAIRS[0][:2]
     for how in ("intersect", "soft"):
