@@ -81,6 +81,13 @@ def main() -> None:
         default="argmax",
         help=f"comma-separated link rules to score each reading with ({', '.join(LINK_RULES)})",
     )
+    parser.add_argument(
+        "--split-length",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score each reading on the pairs under N source words and on the rest",
+    )
     args = parser.parse_args()
 
     src = [s.split() for s in read_sentences(args.src)]
@@ -157,12 +164,22 @@ def main() -> None:
         + (f" + {args.reverse_run}" if args.reverse_run else "")
         + ("; read untokenized" if args.untokenize else "")
     )
-    print("\n| reading | AER | precision | recall |\n|---|---:|---:|---:|")
+    short = [k for k, words in enumerate(src) if len(words) < args.split_length]
+    long = [k for k in range(len(src)) if k not in set(short)]
+    header, rule = "| reading | AER | precision | recall |", "|---|---:|---:|---:|"
+    if args.split_length:
+        header += (
+            f" AER, {len(short)} pairs < {args.split_length} words | AER, {len(long)} longer |"
+        )
+        rule += "---:|---:|"
+    print(f"\n{header}\n{rule}")
     for name, found in rows:
         s = alignment_scores(found, *gold)
-        print(
-            f"| {name} | {100 * s['aer']:.1f} | {100 * s['precision']:.1f} | {100 * s['recall']:.1f} |"
-        )
+        line = f"| {name} | {100 * s['aer']:.1f} | {100 * s['precision']:.1f} | {100 * s['recall']:.1f} |"
+        for part in (short, long) if args.split_length else ():
+            picked = [[side[k] for k in part] for side in (found, *gold)]
+            line += f" {100 * alignment_scores(*picked)['aer']:.1f} |"
+        print(line)
 
 
 if __name__ == "__main__":
