@@ -31,9 +31,12 @@ def word_text(pieces: Sequence[str], group: list[int]) -> str:
 
 
 # how hard links are read from a soft alignment: each target word to the source word it attends most
-# ("argmax"), or only the links that are strongest both ways — the source word is the target word's
-# strongest and the target word the source word's ("mutual": fewer links, more of them right)
-LINK_RULES = ("argmax", "mutual")
+# ("argmax"); only the links that are strongest both ways — the source word is the target word's
+# strongest and the target word the source word's ("mutual": fewer links, more of them right); or
+# the mutual links grown as Koehn et al. (2003) grow two directions' links, the rows' strongest
+# links as one direction and the columns' as the other ("grow-diag": neighbours of the links that
+# align a word still unaligned; "grow-diag-final": then any strongest link of a word still unaligned)
+LINK_RULES = ("argmax", "mutual", "grow-diag", "grow-diag-final")
 
 
 @dataclass
@@ -103,14 +106,23 @@ class Alignment:
         attention at all has no link."""
         if not len(self.target) or not len(self.source):
             return []
+        if self.rule not in LINK_RULES:
+            raise ValueError(f"link rule {self.rule!r}: one of {', '.join(LINK_RULES)}")
         best = self.weights.argmax(1).tolist()
         has = (self.weights.sum(1) > 0).tolist()
+        rows = [(int(i), j) for j, (i, real) in enumerate(zip(best, has, strict=True)) if real]
+        if self.rule == "argmax":
+            return rows
+        back = self.weights.argmax(0).tolist()
+        attended = (self.weights.sum(0) > 0).tolist()
+        columns = {
+            (i, int(j)) for i, (j, real) in enumerate(zip(back, attended, strict=True)) if real
+        }
         if self.rule == "mutual":
-            back = self.weights.argmax(0).tolist()
-            has = [real and back[i] == j for j, (i, real) in enumerate(zip(best, has, strict=True))]
-        elif self.rule != "argmax":
-            raise ValueError(f"link rule {self.rule!r}: one of {', '.join(LINK_RULES)}")
-        return [(int(i), j) for j, (i, real) in enumerate(zip(best, has, strict=True)) if real]
+            return [link for link in rows if link in columns]
+        return sorted(
+            symmetrize(set(rows), columns, self.rule), key=lambda link: (link[1], link[0])
+        )
 
     def pharaoh(self) -> str:
         """Hard links as 'i-j' pairs (source-target, 0-based), the format of fast_align and Moses."""
@@ -343,18 +355,19 @@ def agreement(forward: Alignment, backward: Alignment) -> Alignment:
 NEIGHBOURS = [(-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
 
 
-SYMMETRIZATIONS = ("intersect", "union", "grow-diag-final")
+SYMMETRIZATIONS = ("intersect", "union", "grow-diag", "grow-diag-final")
 
 
 def symmetrize(forward: Links, backward: Links, method: str) -> Links:
-    """Combine the links of both directions (each as (source, target)): intersection, union, or
-    grow-diag-final (Koehn et al. 2003: from the intersection, add neighbouring union links that
-    align a word still unaligned, then any union link whose source or target word is unaligned)."""
+    """Combine the links of both directions (each as (source, target)): intersection, union,
+    grow-diag (Koehn et al. 2003: from the intersection, add neighbouring union links that align a
+    word still unaligned) or grow-diag-final (then any union link whose source or target word is
+    unaligned)."""
     if method == "intersect":
         return forward & backward
     if method == "union":
         return forward | backward
-    if method != "grow-diag-final":
+    if method not in ("grow-diag", "grow-diag-final"):
         raise ValueError(f"symmetrization {method!r}: {', '.join(SYMMETRIZATIONS)}")
     union = forward | backward
     links = set(forward & backward)
@@ -375,6 +388,8 @@ def symmetrize(forward: Links, backward: Links, method: str) -> Links:
                     aligned_src.add(new[0])
                     aligned_tgt.add(new[1])
                     added = True
+    if method == "grow-diag":
+        return links
     for direction in (forward, backward):
         for i, j in sorted(direction):
             if (i not in aligned_src or j not in aligned_tgt) and (i, j) not in links:

@@ -362,10 +362,10 @@ def align_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--symmetrize",
-        choices=["intersect", "grow-diag-final", "union", "soft"],
+        choices=["intersect", "union", "grow-diag", "grow-diag-final", "soft"],
         default="grow-diag-final",
         help="how --reverse-run is combined: its hard links with the forward ones (intersect, "
-        "grow-diag-final, union), or its soft weights (soft: the geometric mean of both "
+        "union, grow-diag, grow-diag-final), or its soft weights (soft: the geometric mean of both "
         "directions' weights, links read from it by --links) (default: grow-diag-final)",
     )
     parser.add_argument(
@@ -376,9 +376,10 @@ def align_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--links",
-        choices=["argmax", "mutual"],
+        choices=["argmax", "mutual", "grow-diag", "grow-diag-final"],  # alignment.LINK_RULES
         help="hard links: argmax, each target word to the source word it attends most; mutual, "
-        "only links strongest both ways (default: the run's model.align_links)",
+        "only links strongest both ways; grow-diag(-final), the mutual links grown towards the "
+        "rows' and columns' strongest (default: the run's model.align_links)",
     )
     parser.add_argument(
         "--diagonal",

@@ -78,7 +78,8 @@ class TransformerConfig:
     align_head: Optional[int] = None
     align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
     align_prior: float = 0.0  # diagonal prior's strength on the attention read (0: none)
-    align_links: str = "argmax"  # argmax | mutual: hard links (mt.alignment.LINK_RULES)
+    align_links: str = "argmax"  # argmax | mutual | grow-diag(-final): mt.alignment.LINK_RULES
+    align_full_context: bool = False  # the aligned layers' attention with the whole target in view
 
 
 @dataclass
@@ -97,7 +98,7 @@ class RNNConfig:
     tie_embeddings: bool = True
     align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
     align_prior: float = 0.0  # diagonal prior's strength on the attention read (0: none)
-    align_links: str = "argmax"  # argmax | mutual: hard links (mt.alignment.LINK_RULES)
+    align_links: str = "argmax"  # argmax | mutual | grow-diag(-final): mt.alignment.LINK_RULES
     attention_mode: str = "soft"  # soft | hard (one source position: Gumbel-softmax, argmax)
     gumbel_temperature: float = 1.0  # hard attention in training: straight-through Gumbel-softmax
 
@@ -134,7 +135,7 @@ class TrainConfig:
     # guided alignment (mt.guided): the model's alignment reading is trained on an aligner's links
     guided_alignment: Optional[str] = None  # null (off) | eflomal
     guided_weight: float = 0.05  # the alignment loss's weight beside the translation loss
-    guided_symmetrize: str = "grow-diag-final"  # intersect | union | grow-diag-final
+    guided_symmetrize: str = "grow-diag-final"  # mt.alignment.SYMMETRIZATIONS
     # joined pairs (mt.batching.joined): this many extra training pairs per pair, each 2..join_most
     # random pairs joined end to end — longer sentences than a corpus of short ones has
     join_extra: float = 0.0

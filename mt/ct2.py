@@ -216,9 +216,18 @@ class CTranslate2Model:
     def ids(self, pieces: Sequence[str]) -> list[int]:
         return [self.tokenizer.tgt.piece_to_id(p) for p in pieces]
 
+    def can_align(self) -> None:
+        if self.cfg.model.get("align_full_context", False):
+            raise ExportError(
+                f"{self.dir}: its alignments read the whole target (model.align_full_context), "
+                "which CTranslate2's step-by-step attention cannot give; align with engine torch"
+            )
+
     def _batch(
         self, sources: list[list[int]], options: DecodeOptions, need_attn: bool
     ) -> list[list[Hypothesis]]:
+        if need_attn:
+            self.can_align()
         src_pieces = [self.tokenizer.src_pieces(s) for s in sources]
         limits = [int(options.max_len_a * len(s) + options.max_len_b) for s in sources]
         if self.max_positions:
@@ -285,6 +294,7 @@ class CTranslate2Model:
         self, sources: list[list[int]], targets: list[list[int]], options: DecodeOptions
     ) -> list[Hypothesis]:
         """Forced decoding of each target (ids ending in EOS): one hypothesis each, in order."""
+        self.can_align()
         out = []
         for start in range(0, len(sources), options.batch_size):
             src = [

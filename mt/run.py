@@ -61,6 +61,7 @@ ADDED_KEYS = {
     "model.attention_mode": "soft",
     "model.align_prior": 0.0,
     "model.align_links": "argmax",
+    "model.align_full_context": False,
     "model.gumbel_temperature": 1.0,
     "data.streaming": False,
     "train.guided_alignment": None,

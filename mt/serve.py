@@ -175,7 +175,9 @@ def create_app(
         links: str | None = Field(
             None,
             description="how hard links are picked: argmax (each target word's strongest source "
-            "word) or mutual (only links strongest both ways); default: model.align_links",
+            "word), mutual (only links strongest both ways), grow-diag or grow-diag-final (the "
+            "mutual links grown towards the rows' and columns' strongest); default: "
+            "model.align_links",
         )
 
     class Candidate(BaseModel):

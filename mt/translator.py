@@ -233,7 +233,7 @@ class Translator:
         word alignment of each best translation, read from decoder `layer` (a list: their average)
         and `head` by `method` ("attention" or "shift"; default: the run's model.align_method),
         with a diagonal prior of strength `prior` (default: model.align_prior), its links picked
-        by `links` ("argmax" or "mutual"; default: model.align_links)."""
+        by `links` (alignment.LINK_RULES; default: model.align_links)."""
         if isinstance(sentences, str):
             raise TranslatorError("sentences: give a list of strings, not one string")
         if bad := [i for i, s in enumerate(sentences) if not isinstance(s, str)]:

@@ -69,6 +69,8 @@ def test_symmetrization():
     assert symmetrize(forward, backward, "grow-diag-final") == {
         (0, 0), (1, 1), (2, 1), (1, 2), (3, 3),
     }  # fmt: skip
+    # grow-diag stops before the final step: (3, 3) neighbours no link
+    assert symmetrize(forward, backward, "grow-diag") == {(0, 0), (1, 1), (2, 1), (1, 2)}
     # a union link neither of whose words is unaligned is not added
     assert symmetrize({(0, 0), (1, 1), (0, 1)}, {(0, 0), (1, 1)}, "grow-diag-final") == {
         (0, 0), (1, 1),

@@ -49,6 +49,23 @@ def test_mutual_links_keep_only_links_strongest_both_ways():
         replace(a, rule="best").hard()
 
 
+def test_grown_links_add_strong_neighbours_of_the_mutual_ones():
+    # rows' strongest (source-target): 0-0, 0-1, 2-2, 2-3; columns' strongest: 0-0, 1-1, 2-2.
+    # Mutual: 0-0, 2-2. grow-diag adds 0-1 and 1-1 (neighbours of 0-0 aligning target word 1 and
+    # source word 1) and 2-3 (a neighbour of 2-2 aligning target word 3).
+    weights = torch.tensor([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8], [0.2, 0.1, 0.7]])
+    a = Alignment(["a", "b", "c"], ["w", "x", "y", "z"], weights)
+    assert replace(a, rule="mutual").links == [(0, 0), (2, 2)]
+    grown = replace(a, rule="grow-diag").links
+    assert grown == [(0, 0), (0, 1), (1, 1), (2, 2), (2, 3)]
+    assert set(replace(a, rule="argmax").links) <= set(grown)
+    # a strongest link far from every mutual one is left out by grow-diag, kept by -final
+    far = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2]])
+    b = Alignment(["a", "b", "c"], ["w", "x", "y", "z"], far)
+    assert (0, 3) not in replace(b, rule="grow-diag").links
+    assert (0, 3) in replace(b, rule="grow-diag-final").links
+
+
 def test_alignment_error_rate():
     sure, possible = parse_pharaoh("0-0 1-2 2?1")
     assert sure == {(0, 0), (1, 2)} and possible == {(2, 1)}

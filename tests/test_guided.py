@@ -93,14 +93,17 @@ def test_bad_guided_settings_are_one_clear_error(tmp_path, overrides, message):
         pipeline.check_config(toy_config(tmp_path, *overrides))
 
 
-def test_guided_head_aligns_the_toy_pair_as_built(tmp_path):
-    """eflomal's links of the toy training pairs, taught to head 0 of the last layer: that head's
-    forced alignment of test pairs agrees with the construction's alignment."""
+@pytest.mark.parametrize("full_context", [False, True])
+def test_guided_head_aligns_the_toy_pair_as_built(tmp_path, full_context):
+    """eflomal's links of the toy training pairs, taught to head 0 of the last layer (reading the
+    target up to each word, or all of it): that head's forced alignment of test pairs agrees with
+    the construction's alignment."""
     run = pipeline.train_pipeline(
         toy_config(
             tmp_path,
             "train.guided_alignment=eflomal",
             "model.align_head=0",
+            f"model.align_full_context={str(full_context).lower()}",
             "train.max_steps=300",
             "train.validate_every=300",
         )

@@ -150,7 +150,7 @@ def test_translate_with_alignment(server):
         (
             {"sentences": [PROBE], "align": True, "links": "best"},
             422,
-            "one of argmax, mutual",
+            "one of argmax, mutual, grow-diag, grow-diag-final",
         ),
     ],
 )

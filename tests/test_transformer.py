@@ -116,3 +116,43 @@ def test_dropout_drops_at_its_rate_scales_the_rest_and_is_seeded():
     assert torch.equal(drop(x), y)
     assert not torch.equal(drop(x), y)  # a fresh mask each call
     assert drop.eval()(x) is x
+
+
+def test_full_context_alignment_sees_later_words_and_changes_no_output(model, batch):
+    """model.align_full_context: the aligned attention of position t moves when a later target
+    word changes (the causal one cannot), the logits stay those of the causal model, and search
+    aligns its hypotheses by forcing them."""
+    from mt.decoding import DecodeOptions, forced_decode, search
+
+    src, tgt = batch
+    causal_logits, causal = model(src, tgt, need_attn=True)
+    model.alignment_needs_target = True
+    logits, full = model(src, tgt, need_attn=True)
+    torch.testing.assert_close(logits, causal_logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(full.sum(-1), torch.ones(3, 6))
+    assert (full[1, :, 4:] == 0).all()  # padded source positions get nothing
+    later = tgt.clone()
+    later[:, 4] = (later[:, 4] + 1 - 4) % 36 + 4  # another word at position 4
+    _, moved = model(src, later, need_attn=True)
+    assert not torch.allclose(moved[:, :4], full[:, :4], atol=1e-4)
+    model.alignment_needs_target = False
+    _, unmoved = model(src, later, need_attn=True)
+    torch.testing.assert_close(unmoved[:, :4], causal[:, :4], atol=1e-6, rtol=0)
+    # padding the target changes no real row
+    model.alignment_needs_target = True
+    padded = torch.cat([tgt, torch.full((3, 2), PAD)], 1)
+    torch.testing.assert_close(
+        model(src, padded, need_attn=True)[1][:, :6], full, atol=1e-5, rtol=0
+    )
+
+    options = DecodeOptions(strategy="beam", beam_size=3, nbest=2, max_len_a=0, max_len_b=5)
+    found = search(model, src, options, need_attn=True)
+    for b, hyps in enumerate(found):
+        for hyp in hyps:
+            targets = torch.tensor([hyp.tokens])
+            (forced,) = forced_decode(model, src[b : b + 1], targets, options, need_attn=True)
+            torch.testing.assert_close(hyp.attention, forced[0].attention, atol=1e-5, rtol=0)
+    memory = model.encode(src, src != PAD)
+    _, state, _ = model.decode_step(tgt[:, 0], memory, None)
+    with pytest.raises(ValueError, match="whole target"):
+        model.decode_step(tgt[:, 1], memory, state, need_attn=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from omegaconf import OmegaConf
 
 from mt import Translator
 from mt.ct2 import ExportError, export
@@ -151,3 +152,14 @@ def test_export_errors(toy_rnn_run, exported, tmp_path):
     best.write_bytes(best.read_bytes() + b"\0")
     with pytest.raises(ExportError, match="was exported from an earlier best.pt"):
         Translator.load(stale, engine="ctranslate2")
+    # alignments that read the whole target cannot come from CTranslate2's step-by-step attention
+    whole = tmp_path / "whole"
+    shutil.copytree(exported, whole)
+    cfg = OmegaConf.load(whole / "config.yaml")
+    cfg.model.align_full_context = True
+    OmegaConf.save(cfg, whole / "config.yaml")
+    fast = Translator.load(whole, engine="ctranslate2")
+    assert fast.translate([PROBE], beam=1)[0].text == "Le chat noir a mangé la souris."
+    for call in (lambda: fast.align(PROBE), lambda: fast.align(PROBE, "Le chat noir.")):
+        with pytest.raises(ExportError, match="whole target"):
+            call()

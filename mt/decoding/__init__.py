@@ -54,7 +54,28 @@ def search(
     need_attn = need_attn and model.has_attention
     if strategy is beam_search and options.beam_size == 1:
         strategy = greedy_search  # the same hypotheses, faster
+    if need_attn and getattr(model, "alignment_needs_target", False):
+        return with_whole_target_attention(
+            model, src, strategy(model, src, options, False), options
+        )
     return strategy(model, src, options, need_attn)
+
+
+def with_whole_target_attention(
+    model: Seq2Seq, src: Tensor, hypotheses: list[list[Hypothesis]], options: DecodeOptions
+) -> list[list[Hypothesis]]:
+    """The hypotheses of `src` (B, S), each with the attention of a forced decoding of it: for a
+    model whose alignment reads the whole target (model.align_full_context), which a step of
+    search has not seen yet."""
+    found = [(b, h) for b, hyps in enumerate(hypotheses) for h in hyps if h.tokens]
+    if not found:
+        return hypotheses
+    rows = torch.tensor([b for b, _ in found], device=src.device)
+    targets = pad([torch.tensor(h.tokens, dtype=torch.long) for _, h in found]).to(src.device)
+    forced = forced_decode(model, src.index_select(0, rows), targets, options, need_attn=True)
+    for (_, hyp), (again,) in zip(found, forced, strict=True):
+        hyp.attention = again.attention
+    return hypotheses
 
 
 BatchDecoder = Callable[[list[list[int]]], list[list[Hypothesis]]]

@@ -88,6 +88,21 @@ class DecoderLayer(nn.Module):
         self.ff = FeedForward(d_model, ff_dim, dropout)
         self.dropout = Dropout(dropout)
 
+    def full_context_weights(
+        self, x: Tensor, cross_kv: tuple[Tensor, Tensor], src_mask: Tensor, tgt_mask: Tensor
+    ) -> Tensor:
+        """The cross-attention weights (B, H, T, S) this layer would have if its self-attention saw
+        the whole target (`tgt_mask` (B, T): True at real positions) — the alignment of Garg et al.
+        (2019), read but never used to predict."""
+        h = self.self_attn_norm(x)
+        k, v = self.self_attn.project_kv(h)
+        # every position sees every real target position, later ones too
+        x = x + self.dropout(
+            self.self_attn.attend(self.self_attn.project_query(h), k, v, tgt_mask)[0]
+        )
+        query = self.cross_attn.project_query(self.cross_attn_norm(x))
+        return self.cross_attn.attend(query, *cross_kv, mask=src_mask, need_weights=True)[1]
+
     def forward(
         self,
         x: Tensor,
@@ -147,6 +162,7 @@ class Transformer(Seq2Seq):
         max_positions: int,
         align_layer: int | Sequence[int],
         align_head: int | None,
+        align_full_context: bool = False,
     ):
         super().__init__()
         src_embedding, tgt_embedding = embedding_pair(
@@ -174,6 +190,8 @@ class Transformer(Seq2Seq):
         self.align_layers: tuple[int, ...] = (decoder_layers - 1,)
         self.align_head: int | None = None
         self.choose_alignment(align_layer, align_head)
+        # the aligned layers' attention read with the whole target in view (model.align_full_context)
+        self.alignment_needs_target = align_full_context
 
     @classmethod
     def from_config(cls, cfg, src_vocab: int, tgt_vocab: int, shared_vocab: bool) -> Transformer:
@@ -195,6 +213,7 @@ class Transformer(Seq2Seq):
             if isinstance(cfg.align_layer, int)
             else list(cfg.align_layer),
             align_head=cfg.align_head,
+            align_full_context=cfg.get("align_full_context", False),
         )
 
     def choose_alignment(
@@ -236,9 +255,21 @@ class Transformer(Seq2Seq):
             )
         x = self.tgt_embed(tgt_ids, offset=state.step)
         self_kv, read = [], []
+        full_context = self.alignment_needs_target and need_attn
+        if full_context and state.step:
+            raise ValueError(
+                "model.align_full_context: the alignment needs the whole target; decode it at once "
+                "(forced decoding), not step by step"
+            )
+        tgt_mask = tgt_ids != PAD
         for i, layer in enumerate(self.decoder_layers):
             want = need_attn and i in self.align_layers
-            x, kv, weights = layer(x, state.self_kv[i], state.cross_kv[i], memory.mask, want)
+            if want and full_context:
+                weights = layer.full_context_weights(x, state.cross_kv[i], memory.mask, tgt_mask)
+            x, kv, step_weights = layer(
+                x, state.self_kv[i], state.cross_kv[i], memory.mask, want and not full_context
+            )
+            weights = weights if want and full_context else step_weights
             self_kv.append(kv)
             if want:  # (B, H, T, S) -> (B, T, S)
                 read.append(
