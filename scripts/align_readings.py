@@ -88,6 +88,13 @@ def main() -> None:
         metavar="N",
         help="also score each reading on the pairs under N source words and on the rest",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        metavar="WORDS",
+        help="comma-separated: print only the readings whose name contains one of them, e.g. "
+        "'soft,the run'",
+    )
     args = parser.parse_args()
 
     src = [s.split() for s in read_sentences(args.src)]
@@ -173,7 +180,10 @@ def main() -> None:
         )
         rule += "---:|---:|"
     print(f"\n{header}\n{rule}")
+    wanted = [w for w in args.only.split(",") if w]
     for name, found in rows:
+        if wanted and not any(w in name for w in wanted):
+            continue
         s = alignment_scores(found, *gold)
         line = f"| {name} | {100 * s['aer']:.1f} | {100 * s['precision']:.1f} | {100 * s['recall']:.1f} |"
         for part in (short, long) if args.split_length else ():

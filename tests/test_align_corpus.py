@@ -295,3 +295,44 @@ def test_reverse_run_is_combined(toy_run, tmp_path):
         )
         assert parse_pharaoh(result.stdout.splitlines()[-1])[0] == expected, how
         assert png.stat().st_size > 0
+
+
+def test_align_readings_script_scores_as_mt_align_does(toy_run, tmp_path):
+    """scripts/align_readings.py: its row for soft agreement read by a rule scores the links that
+    `agreement` gives (what `mt align --symmetrize soft` writes); --only keeps the rows asked."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for name, column in (("src", 0), ("tgt", 1), ("gold", 2)):
+        (tmp_path / name).write_text("".join(p[column] + "\n" for p in PAIRS))
+    script = Path(__file__).resolve().parent.parent / "scripts" / "align_readings.py"
+    files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
+    command = [sys.executable, str(script), "--run", str(toy_run), "--reverse-run", str(toy_run),
+               *files, "--gold", str(tmp_path / "gold"), "--rules", "mutual,grow-diag",
+               "--only", "soft"]  # fmt: skip
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {
+        cells[1].strip(): float(cells[2])
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and (cells := line.split("|"))[2].strip()[:1].isdigit()
+    }
+    assert rows and all("soft" in name for name in rows)
+    t = Translator.load(toy_run, device="cpu")
+    src, tgt = [p[0].split() for p in PAIRS], [p[1].split() for p in PAIRS]
+    layers = list(range(t.cfg.model.decoder_layers))  # the row read: layers averaged
+    forward, backward = t.align_words(src, tgt, layer=layers), t.align_words(tgt, src, layer=layers)
+    both = [agreement(f, b) for f, b in zip(forward, backward, strict=True)]
+    gold = [parse_pharaoh(p[2])[0] for p in PAIRS]
+    for rule in ("mutual", "grow-diag"):
+        found = [set(replace(a, rule=rule).links) for a in both]
+        expected = 100 * alignment_scores(found, gold, gold)["aer"]
+        assert rows[f"both directions, attention, layers averaged, soft, {rule}"] == pytest.approx(
+            expected, abs=0.051
+        )
