@@ -261,15 +261,16 @@ class Transformer(Seq2Seq):
                 "model.align_full_context: the alignment needs the whole target; decode it at once "
                 "(forced decoding), not step by step"
             )
-        tgt_mask = tgt_ids != PAD
         for i, layer in enumerate(self.decoder_layers):
             want = need_attn and i in self.align_layers
-            if want and full_context:
-                weights = layer.full_context_weights(x, state.cross_kv[i], memory.mask, tgt_mask)
-            x, kv, step_weights = layer(
+            layer_input = x
+            x, kv, weights = layer(
                 x, state.self_kv[i], state.cross_kv[i], memory.mask, want and not full_context
             )
-            weights = weights if want and full_context else step_weights
+            if want and full_context:  # the same layer again, seeing the whole target
+                weights = layer.full_context_weights(
+                    layer_input, state.cross_kv[i], memory.mask, tgt_ids != PAD
+                )
             self_kv.append(kv)
             if want:  # (B, H, T, S) -> (B, T, S)
                 read.append(
