@@ -69,6 +69,7 @@ ADDED_KEYS = {
     "train.guided_symmetrize": "grow-diag-final",
     "train.join_extra": 0.0,
     "train.join_most": 3,
+    "train.schedule": "inverse_sqrt",
 }
 
 

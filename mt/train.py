@@ -22,7 +22,7 @@ from mt.errors import MTError
 from mt.loss import alignment_loss, label_smoothed_loss
 from mt.models.base import Seq2Seq
 from mt.progress import Progress, Window, append_metrics, progress_report, rewrite_metrics
-from mt.schedule import inverse_sqrt
+from mt.schedule import schedule
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,11 @@ class Trainer:
             weight_decay=cfg.weight_decay,
             fused=device.type == "cuda",
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, inverse_sqrt(cfg.warmup))
+        try:
+            factor = schedule(cfg.schedule, cfg.warmup, cfg.max_steps)
+        except ValueError as e:
+            raise TrainingError(f"train.schedule: {e}") from None
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.progress = Progress()
         self.amp_dtype = autocast_dtype(cfg.precision, device)
         self.last_save = time.monotonic()
