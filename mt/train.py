@@ -272,9 +272,11 @@ class Trainer:
         self.budget_marks = sorted(
             m for m in self.cfg.budget_checkpoints if not self.budget_checkpoint(m).exists()
         )
+        # the handler stays while the last checkpoint is written: a signal then (torchrun passes on
+        # the one that stopped the loop, often just after it) must not end the process mid-save
         with distributed.StopRequest() as stop:
             reason, interrupted = self._loop(stop, writer)
-        self._finish(reason, interrupted, writer)
+            self._finish(reason, interrupted, writer)
         if interrupted:
             raise TrainingInterrupted(
                 stop.requested or "SIGTERM", self.progress.step, self.ckpt_dir / "last.pt"

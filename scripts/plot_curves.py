@@ -4,6 +4,9 @@
 python scripts/plot_curves.py runs/a runs/b -o docs/img/curves.png [--metric bleu] [--with-validation]
     [--marks 30,35,40]
 
+A run may also be given as a copy of its metrics.jsonl (docs/curves/ keeps those of the reported
+runs, so their curves can be drawn again once the run directories are gone).
+
 With --marks, also prints a Markdown table: for each run, the first validation that reached each
 dev score, as training minutes and as minutes with validation.
 """
@@ -20,17 +23,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def read_history(run_dir: Path) -> list[dict]:
-    """The validations of a run, one dict per line of its metrics.jsonl."""
-    path = run_dir / "metrics.jsonl"
+def read_history(run: Path) -> list[dict]:
+    """The validations of a run, one dict per line of its metrics.jsonl (`run`: the run directory
+    or the file itself)."""
+    path = run if run.is_file() else run / "metrics.jsonl"
     if not path.exists():
         raise SystemExit(f"{path}: no such file (a run trained with `mt train` writes it)")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def run_name(run: Path) -> str:
+    """A run directory's name, or a metrics file's stem (docs/curves/<run>.jsonl)."""
+    return run.stem if run.is_file() else run.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories")
+    parser.add_argument(
+        "runs", nargs="+", type=Path, help="run directories (or their metrics.jsonl files)"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--metric", default="bleu", help="dev metric to plot (default: bleu)")
     parser.add_argument(
@@ -48,7 +59,7 @@ def main() -> None:
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
     for i, run_dir in enumerate(args.runs):
         history = [h for h in read_history(run_dir) if x_key in h and f"dev_{args.metric}" in h]
-        label = args.label[i] if args.label and i < len(args.label) else run_dir.name
+        label = args.label[i] if args.label and i < len(args.label) else run_name(run_dir)
         axes.plot(
             [h[x_key] for h in history],
             [h[f"dev_{args.metric}"] for h in history],
@@ -88,7 +99,7 @@ def time_to_marks(runs: list[Path], metric: str, marks: list[float], labels: lis
                 if first
                 else "—"
             )
-        label = labels[i] if i < len(labels) else run_dir.name
+        label = labels[i] if i < len(labels) else run_name(run_dir)
         lines.append(f"| {label} | {' | '.join(cells)} |")
     return "\n".join(lines)
 

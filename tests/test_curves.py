@@ -36,3 +36,13 @@ def test_time_to_marks_takes_the_first_validation_that_reached_each_mark(tmp_pat
         "| fast | 6.0 / 6.4 min (update 500) | 12.0 / 12.8 min (update 1,000) |",
         "| b | 6.0 / 6.4 min (update 500) | — |",
     ]
+
+
+def test_a_copied_metrics_file_stands_for_its_run(tmp_path):
+    curves = load_script()
+    run = fake_run(tmp_path / "a", [10.0, 25.0])
+    copy = tmp_path / "m30k-linear.jsonl"
+    copy.write_text((run / "metrics.jsonl").read_text())
+    assert curves.read_history(copy) == curves.read_history(run)
+    table = curves.time_to_marks([copy], "bleu", [20], [])
+    assert table.splitlines()[2] == "| m30k-linear | 6.0 / 6.4 min (update 500) |"

@@ -5,6 +5,8 @@ import json
 import os
 import signal
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -218,6 +220,41 @@ def test_sigterm_saves_and_exits_without_traceback(tmp_path):
     assert "Traceback" not in stderr
     step = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"]
     assert f"mt: training stopped by SIGTERM at step {step}" in stderr
+
+
+# the final save with a SIGTERM arriving as it starts (under torchrun, the signal that stopped the
+# loop is passed on to the processes again moments later)
+SIGNAL_AT_FINISH = """
+import os, signal, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from mt import pipeline, train
+from tests.conftest import toy_config
+
+finish = train.Trainer._finish
+
+def signalled_finish(self, *args):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    return finish(self, *args)
+
+train.Trainer._finish = signalled_finish
+pipeline.train_pipeline(toy_config(Path(sys.argv[2]), "train.max_steps=3"))
+"""
+
+
+def test_a_signal_while_the_last_checkpoint_is_written_does_not_end_the_process(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AT_FINISH, str(root), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert checkpoint.load(ckpts / "last.pt")["progress"]["step"] == 3
+    assert not list(ckpts.glob(".*.tmp"))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
