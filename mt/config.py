@@ -112,9 +112,8 @@ class TrainConfig:
     max_minutes: Optional[float] = 60
     lr: float = 1.0e-3
     warmup: int = 500
-    schedule: str = (
-        "inverse_sqrt"  # inverse_sqrt | linear | cosine (to 0 at max_steps): mt.schedule
-    )
+    # after warm-up: inverse_sqrt | linear | cosine (the last two down to 0 at max_steps): mt.schedule
+    schedule: str = "inverse_sqrt"
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     weight_decay: float = 0.0
     clip_norm: float = 1.0
