@@ -24,8 +24,9 @@ train: install  ## prepare -> tokenize -> train -> evaluate (Hydra overrides in 
 eval: install  ## beam-search decode and score the test split(s) of RUN
 	$(BIN)/mt eval --run $(RUN) $(ARGS)
 
+# one worker per core (at most 4): the tests train tiny models with one thread each
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4
 
 check: install
 	$(BIN)/ruff check mt tests scripts
