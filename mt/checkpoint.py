@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -116,6 +117,9 @@ def load_model_state(model: nn.Module, weights: dict, path: Path) -> None:
     model.load_state_dict(weights)
 
 
+STEP_TMP = re.compile(r"^\.step-\d+\.pt\..+\.tmp$")
+
+
 def step_checkpoints(folder: Path) -> list[Path]:
     """The step-N.pt files of a run's checkpoint folder, oldest first."""
     return sorted(Path(folder).glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
@@ -145,6 +149,19 @@ def newest(folder: Path, map_location: str | torch.device = "cpu") -> tuple[Path
         if path.name != "last.pt":
             break
     return (best[1], best[2]) if best else None
+
+
+def remove_partial(folder: Path) -> list[Path]:
+    """Delete the temporary files of last.pt and step-N.pt saves that never finished (a process
+    killed while writing one); only the training that holds the run's lock writes those. Returns
+    the files deleted."""
+    partial = [
+        *Path(folder).glob(".last.pt.*.tmp"),
+        *(p for p in Path(folder).glob(".step-*.pt.*.tmp") if STEP_TMP.match(p.name)),
+    ]
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
 
 
 def prune(folder: Path, keep: int) -> None:

@@ -129,7 +129,11 @@ class Trainer:
                 self.last_save = time.monotonic()
 
     def resume(self) -> bool:
-        """Load the newest complete checkpoint of the run (last.pt or step-N.pt), if any."""
+        """Load the newest complete checkpoint of the run (last.pt or step-N.pt), if any; the
+        partial files of a save that was killed are deleted first."""
+        if self.main:
+            for path in checkpoint.remove_partial(self.ckpt_dir):
+                log.info("deleted %s, left by a save that did not finish", path.name)
         found = checkpoint.newest(self.ckpt_dir, map_location=self.device)
         if found is None:
             return False

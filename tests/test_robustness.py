@@ -161,9 +161,17 @@ def test_sigkill_then_rerun_resumes_from_the_newest_checkpoint(tmp_path):
     proc.wait()
     saved = newest_step(tmp_path / "run")
     assert saved >= 40
+    # what a save killed half-way leaves: deleted on resume; another writer's temporary file is not
+    folder = tmp_path / "run" / "checkpoints"
+    partial = [folder / ".last.pt.k2j4h1.tmp", folder / f".step-{saved}.pt.9xq0w3.tmp"]
+    other = folder / ".averaged.pt.p8s7d6.tmp"
+    for path in [*partial, other]:
+        path.write_bytes(b"torn")
     rerun = run_mt(*train_args(tmp_path, f"train.max_steps={saved + 20}"))
     assert rerun.returncode == 0, rerun.stderr
     assert f" at step {saved} (epoch" in rerun.stderr and "resumed from" in rerun.stderr
+    assert not any(p.exists() for p in partial) and other.exists()
+    assert "deleted .last.pt.k2j4h1.tmp, left by a save that did not finish" in rerun.stderr
     assert (
         checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"]
         == saved + 20
