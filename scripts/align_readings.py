@@ -121,6 +121,9 @@ def main() -> None:
                 rows.append((label, [hard(a, strength, rule) for a in found]))
         return rows[first][1]
 
+    # every reading starts from the attention as it is: a run's own model.align_prior and
+    # align_links are not applied, so each row's label says all that was done to it
+    raw = {"untokenize": args.untokenize, "prior": 0.0, "links": "argmax"}
     soft: dict[str, list] = {}  # each forward reading's alignments, to combine with the reverse's
     model = forward.model.model
     own_name = "the run's reading"
@@ -128,17 +131,15 @@ def main() -> None:
         # a run that aligns with one head (model.align_head, e.g. a guided one): score that reading
         # first, then read "heads averaged" as averaged
         name = f"{own_name}: layer(s) {list(model.align_layers)}, head {model.align_head}"
-        soft[own_name] = forward.align_words(src, tgt, untokenize=args.untokenize)
+        soft[own_name] = forward.align_words(src, tgt, **raw)
         add(name, soft[own_name])
         model.align_head = None
     for name, options in readings(forward):
-        soft[name] = forward.align_words(src, tgt, untokenize=args.untokenize, **options)
+        soft[name] = forward.align_words(src, tgt, **raw, **options)
         links[name] = add(name, soft[name])
         if args.heads and "layer" in options and isinstance(options["layer"], int):
             for head in range(forward.cfg.model.heads):
-                found = forward.align_words(
-                    src, tgt, head=head, untokenize=args.untokenize, **options
-                )
+                found = forward.align_words(src, tgt, head=head, **raw, **options)
                 add(f"{name}, head {head}", found)
     if args.reverse_run:
         backward = Translator.load(args.reverse_run, args.checkpoint, device="cpu")
@@ -147,7 +148,7 @@ def main() -> None:
         if own_name in soft and getattr(reverse_model, "align_head", None) is not None:
             plans.insert(0, (own_name, {}))
         for name, options in plans:
-            found = backward.align_words(tgt, src, untokenize=args.untokenize, **options)
+            found = backward.align_words(tgt, src, **raw, **options)
             if name == own_name:
                 reverse_model.align_head = None  # the readings after it average the heads
             reverse = [{(i, j) for j, i in a.links} for a in found]

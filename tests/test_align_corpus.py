@@ -298,19 +298,29 @@ def test_reverse_run_is_combined(toy_run, tmp_path):
 
 
 def test_align_readings_script_scores_as_mt_align_does(toy_run, tmp_path):
-    """scripts/align_readings.py: its row for soft agreement read by a rule scores the links that
-    `agreement` gives (what `mt align --symmetrize soft` writes); --only keeps the rows asked."""
+    """scripts/align_readings.py: its row for soft agreement read by a rule (and a diagonal prior)
+    scores the links that `agreement` gives (what `mt align --symmetrize soft` writes) — also for
+    a run whose config reads with a prior of its own, which the rows' labels must not hide; --only
+    keeps the rows asked."""
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
 
+    from omegaconf import OmegaConf
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_run, run)
+    cfg = OmegaConf.load(run / "config.yaml")
+    cfg.model.align_prior, cfg.model.align_links = 100.0, "mutual"  # strong enough to move links
+    OmegaConf.save(cfg, run / "config.yaml")
     for name, column in (("src", 0), ("tgt", 1), ("gold", 2)):
         (tmp_path / name).write_text("".join(p[column] + "\n" for p in PAIRS))
     script = Path(__file__).resolve().parent.parent / "scripts" / "align_readings.py"
     files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
-    command = [sys.executable, str(script), "--run", str(toy_run), "--reverse-run", str(toy_run),
+    command = [sys.executable, str(script), "--run", str(run), "--reverse-run", str(run),
                *files, "--gold", str(tmp_path / "gold"), "--rules", "mutual,grow-diag",
-               "--only", "soft"]  # fmt: skip
+               "--diagonal", "2", "--only", "soft"]  # fmt: skip
     result = subprocess.run(
         command,
         capture_output=True,
@@ -324,15 +334,27 @@ def test_align_readings_script_scores_as_mt_align_does(toy_run, tmp_path):
         if line.startswith("| ") and (cells := line.split("|"))[2].strip()[:1].isdigit()
     }
     assert rows and all("soft" in name for name in rows)
-    t = Translator.load(toy_run, device="cpu")
+    t = Translator.load(run, device="cpu")
     src, tgt = [p[0].split() for p in PAIRS], [p[1].split() for p in PAIRS]
     layers = list(range(t.cfg.model.decoder_layers))  # the row read: layers averaged
-    forward, backward = t.align_words(src, tgt, layer=layers), t.align_words(tgt, src, layer=layers)
+    raw = dict(layer=layers, prior=0.0)
+    forward, backward = t.align_words(src, tgt, **raw), t.align_words(tgt, src, **raw)
     both = [agreement(f, b) for f, b in zip(forward, backward, strict=True)]
     gold = [parse_pharaoh(p[2])[0] for p in PAIRS]
+    scores = set()
     for rule in ("mutual", "grow-diag"):
-        found = [set(replace(a, rule=rule).links) for a in both]
-        expected = 100 * alignment_scores(found, gold, gold)["aer"]
-        assert rows[f"both directions, attention, layers averaged, soft, {rule}"] == pytest.approx(
-            expected, abs=0.051
-        )
+        for strength in (0, 2):
+            found = [
+                set(replace(a, weights=diagonal_prior(a.weights, strength), rule=rule).links)
+                for a in both
+            ]
+            expected = 100 * alignment_scores(found, gold, gold)["aer"]
+            name = f"both directions, attention, layers averaged, soft, {rule}"
+            name += f", diagonal {strength}" if strength else ""
+            assert rows[name] == pytest.approx(expected, abs=0.051), name
+            scores.add(round(expected, 1))
+    # the run's own prior (100) would have given the diagonal's links: another score
+    diagonal = [
+        set(replace(a, weights=diagonal_prior(a.weights, 100.0), rule="mutual").links) for a in both
+    ]
+    assert round(100 * alignment_scores(diagonal, gold, gold)["aer"], 1) not in scores
