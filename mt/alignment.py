@@ -49,6 +49,7 @@ class Alignment:
     translation: str | None = None  # the translation aligned, when known
     score: float | None = None  # its score, when known
     rule: str = "argmax"  # how hard links are read from the weights: LINK_RULES
+    threshold: float = 0.0  # also link every pair weighing at least this (0: none)
 
     @property
     def links(self) -> list[tuple[int, int]]:
@@ -102,8 +103,17 @@ class Alignment:
         return cls(list(source), list(target), weights)
 
     def hard(self) -> list[tuple[int, int]]:
-        """(source index, target index) links, read by `self.rule` (LINK_RULES); a word that got no
-        attention at all has no link."""
+        """(source index, target index) links, read by `self.rule` (LINK_RULES), and with a
+        `self.threshold` every pair weighing at least that; a word that got no attention at all
+        has no link."""
+        links = self._by_rule()
+        if not self.threshold:
+            return links
+        confident = (self.weights >= self.threshold).nonzero().tolist()
+        more = {(i, j) for j, i in confident} - set(links)
+        return sorted([*links, *more], key=lambda link: (link[1], link[0]))
+
+    def _by_rule(self) -> list[tuple[int, int]]:
         if not len(self.target) or not len(self.source):
             return []
         if self.rule not in LINK_RULES:
@@ -206,11 +216,13 @@ def diagonal_prior(weights: Tensor, strength: float) -> Tensor:
 @dataclass(frozen=True)
 class Reading:
     """How a hypothesis's attention is read into a word alignment — model.align_method,
-    model.align_prior and model.align_links; `mt align --method --diagonal --links`."""
+    align_prior, align_links and align_threshold; `mt align --method --diagonal --links
+    --threshold`."""
 
     method: str = "attention"  # METHODS: the row of the step that predicts a word, or that reads it
     prior: float = 0.0  # a diagonal prior's strength (0: none)
     links: str = "argmax"  # LINK_RULES: how hard links are picked
+    threshold: float = 0.0  # links weighing at least this are kept too, whatever the rule (0: none)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -219,6 +231,8 @@ class Reading:
             raise ValueError(f"diagonal prior {self.prior}: a strength of 0 (none) or more")
         if self.links not in LINK_RULES:
             raise ValueError(f"link rule {self.links!r}: one of {', '.join(LINK_RULES)}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"link threshold {self.threshold}: a weight from 0 (none) to 1")
 
     @classmethod
     def of(
@@ -227,12 +241,14 @@ class Reading:
         method: str | None = None,
         prior: float | None = None,
         links: str | None = None,
+        threshold: float | None = None,
     ) -> Reading:
         """The reading a model config names (its align_* keys), the arguments not None instead."""
         return cls(
             method or model_cfg.get("align_method", "attention"),
             float(model_cfg.get("align_prior", 0.0) if prior is None else prior),
             links or model_cfg.get("align_links", "argmax"),
+            float(model_cfg.get("align_threshold", 0.0) if threshold is None else threshold),
         )
 
     def rows(self, attention: Tensor) -> Tensor:
@@ -240,9 +256,10 @@ class Reading:
         return METHODS[self.method](attention.float())
 
     def words(self, alignment: Alignment) -> Alignment:
-        """A word-level alignment weighted by the prior, its links picked by this reading's rule."""
+        """A word-level alignment weighted by the prior, its links picked by this reading's rule
+        and threshold."""
         weights = diagonal_prior(alignment.weights, self.prior)
-        return replace(alignment, weights=weights, rule=self.links)
+        return replace(alignment, weights=weights, rule=self.links, threshold=self.threshold)
 
 
 Links = set[tuple[int, int]]

@@ -382,6 +382,14 @@ def align_parser() -> argparse.ArgumentParser:
         "rows' and columns' strongest (default: the run's model.align_links)",
     )
     parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="WEIGHT",
+        help="also link every pair whose weight (after --diagonal; with --symmetrize soft, both "
+        "directions' agreement) is at least WEIGHT, 0 to 1; 0: none (default: the run's "
+        "model.align_threshold)",
+    )
+    parser.add_argument(
         "--diagonal",
         type=float,
         metavar="STRENGTH",
@@ -440,6 +448,7 @@ def align_command(argv: list[str]) -> None:
             method=args.method,
             prior=0.0 if soft else args.diagonal,  # soft: on the agreement of both directions
             links=args.links,
+            threshold=args.threshold,
         )
         links = alignment.links
         if args.reverse_run:
@@ -467,10 +476,10 @@ def combine_directions(args: argparse.Namespace, translator, alignment):
     reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
     (backward,) = reverse.align_words(
         [alignment.target], [alignment.source], method=args.method,
-        prior=0.0 if soft else args.diagonal, links=args.links,
+        prior=0.0 if soft else args.diagonal, links=args.links, threshold=args.threshold,
     )  # fmt: skip
     if soft:
-        reading = translator.read(args.method, args.diagonal, args.links)
+        reading = translator.read(args.method, args.diagonal, args.links, args.threshold)
         both = reading.words(al.agreement(alignment, backward))
         return both, both.links
     reverse_links = {(i, j) for j, i in backward.links}
@@ -504,6 +513,7 @@ def align_corpus(args: argparse.Namespace) -> None:
             # soft: the prior weighs the agreement of both directions, not each one
             prior=0.0 if soft else args.diagonal,
             links=args.links,
+            threshold=args.threshold,
         )
         found = translator.align_words(src_words, tgt_words, **common, **options)
         links = [set(a.links) for a in found]
@@ -511,7 +521,7 @@ def align_corpus(args: argparse.Namespace) -> None:
             reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
             backward = reverse.align_words(tgt_words, src_words, **common)
             if soft:
-                reading = translator.read(args.method, args.diagonal, args.links)
+                reading = translator.read(args.method, args.diagonal, args.links, args.threshold)
                 links = [
                     set(reading.words(al.agreement(f, b)).links)
                     for f, b in zip(found, backward, strict=True)

@@ -79,6 +79,7 @@ class TransformerConfig:
     align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
     align_prior: float = 0.0  # diagonal prior's strength on the attention read (0: none)
     align_links: str = "argmax"  # argmax | mutual | grow-diag(-final): mt.alignment.LINK_RULES
+    align_threshold: float = 0.0  # also link every pair weighing at least this (0: none)
     align_full_context: bool = False  # the aligned layers' attention with the whole target in view
 
 
@@ -99,6 +100,7 @@ class RNNConfig:
     align_method: str = "attention"  # attention | shift (mt.alignment.METHODS)
     align_prior: float = 0.0  # diagonal prior's strength on the attention read (0: none)
     align_links: str = "argmax"  # argmax | mutual | grow-diag(-final): mt.alignment.LINK_RULES
+    align_threshold: float = 0.0  # also link every pair weighing at least this (0: none)
     attention_mode: str = "soft"  # soft | hard (one source position: Gumbel-softmax, argmax)
     gumbel_temperature: float = 1.0  # hard attention in training: straight-through Gumbel-softmax
 

@@ -50,6 +50,7 @@ RESUMABLE_KEYS = {
     "model.align_method",
     "model.align_prior",
     "model.align_links",
+    "model.align_threshold",
 }
 
 
@@ -61,6 +62,7 @@ ADDED_KEYS = {
     "model.attention_mode": "soft",
     "model.align_prior": 0.0,
     "model.align_links": "argmax",
+    "model.align_threshold": 0.0,
     "model.align_full_context": False,
     "model.gumbel_temperature": 1.0,
     "data.streaming": False,

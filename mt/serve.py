@@ -271,6 +271,8 @@ def create_app(
             "align_layers": translator.engine == "torch" and transformer,
             "align_method": reading.method,
             "align_links": reading.links,
+            "align_prior": reading.prior,
+            "align_threshold": reading.threshold,
             "limits": limits.__dict__,
             "batches": batcher.batches,
         }

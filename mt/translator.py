@@ -225,6 +225,7 @@ class Translator:
         method: str | None = None,
         prior: float | None = None,
         links: str | None = None,
+        threshold: float | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
@@ -233,13 +234,14 @@ class Translator:
         word alignment of each best translation, read from decoder `layer` (a list: their average)
         and `head` by `method` ("attention" or "shift"; default: the run's model.align_method),
         with a diagonal prior of strength `prior` (default: model.align_prior), its links picked
-        by `links` (alignment.LINK_RULES; default: model.align_links)."""
+        by `links` (alignment.LINK_RULES; default: model.align_links), and every pair weighing at
+        least `threshold` linked too (default: model.align_threshold)."""
         if isinstance(sentences, str):
             raise TranslatorError("sentences: give a list of strings, not one string")
         if bad := [i for i, s in enumerate(sentences) if not isinstance(s, str)]:
             raise TranslatorError(f"sentences: item {bad[0]} is not a string")
         options = self.options(beam, nbest, strategy, batch_size, temperature, top_k, top_p)
-        reading = self.read(method, prior, links)
+        reading = self.read(method, prior, links, threshold)
         if align:
             self.needs_attention()
         with self.reading(layer, head):
@@ -256,6 +258,7 @@ class Translator:
         method: str | None = None,
         prior: float | None = None,
         links: str | None = None,
+        threshold: float | None = None,
     ) -> Alignment:
         """The word alignment of `sentence` and its translation (or the given `target`, forced):
         `.weights` (target words × source words), `.source`, `.target`, `.pharaoh()`, `.links`,
@@ -264,7 +267,7 @@ class Translator:
             raise TranslatorError("an empty sentence was given to align")
         if target is not None and not target.strip():
             raise TranslatorError("an empty target was given: give the translation to align")
-        reading = self.read(method, prior, links)
+        reading = self.read(method, prior, links, threshold)
         self.needs_attention()
         options = replace(self.options(beam=beam), nbest=1)
         if options.strategy == "sample":
@@ -276,12 +279,16 @@ class Translator:
         return replace(alignment, translation=translation, score=score)
 
     def read(
-        self, method: str | None = None, prior: float | None = None, links: str | None = None
+        self,
+        method: str | None = None,
+        prior: float | None = None,
+        links: str | None = None,
+        threshold: float | None = None,
     ) -> Reading:
-        """How alignments are read: the run's model.align_method, align_prior and align_links,
-        each argument not None instead; checked."""
+        """How alignments are read: the run's model.align_method, align_prior, align_links and
+        align_threshold, each argument not None instead; checked."""
         try:
-            return Reading.of(self.cfg.model, method, prior, links)
+            return Reading.of(self.cfg.model, method, prior, links, threshold)
         except ValueError as e:
             raise TranslatorError(str(e)) from None
 
@@ -312,6 +319,7 @@ class Translator:
         untokenize: bool = False,
         prior: float | None = None,
         links: str | None = None,
+        threshold: float | None = None,
     ) -> list[Alignment]:
         """Forced alignment of sentence pairs given as words (tokenization kept as given: the
         alignment's words are exactly these), in batches; a word the vocabulary cannot represent
@@ -319,12 +327,12 @@ class Translator:
 
         untokenize: the words are tokenized, lower-cased text (as gold alignment sets are): the
         model reads them written back as ordinary text in the run's languages (`mt.untokenize`),
-        and each given word gets the links of the characters it became. method, prior, links: as
-        in `translate`."""
+        and each given word gets the links of the characters it became. method, prior, links,
+        threshold: as in `translate`."""
         if len(sources) != len(targets):
             raise TranslatorError(f"{len(sources)} source sentences but {len(targets)} targets")
         self.needs_attention()
-        reading = self.read(method, prior, links)
+        reading = self.read(method, prior, links, threshold)
         options = self.options(batch_size=batch_size)
         src = self._encode_words(sources, "src", untokenize)
         tgt = self._encode_words(targets, "tgt", untokenize)

@@ -32,11 +32,13 @@ from mt.alignment import (  # noqa: E402
 from mt.translator import Translator  # noqa: E402
 
 
-def hard(alignment: Alignment, strength: float = 0.0, rule: str = "argmax") -> set[tuple[int, int]]:
+def hard(
+    alignment: Alignment, strength: float = 0.0, rule: str = "argmax", threshold: float = 0.0
+) -> set[tuple[int, int]]:
     """Hard links of `alignment` read by `rule` with a diagonal prior of `strength`
-    (`mt align --diagonal`)."""
+    (`mt align --diagonal`), and every pair weighing at least `threshold` (`--threshold`)."""
     weights = diagonal_prior(alignment.weights, strength)
-    return set(replace(alignment, weights=weights, rule=rule).links)
+    return set(replace(alignment, weights=weights, rule=rule, threshold=threshold).links)
 
 
 def readings(translator: Translator) -> list[tuple[str, dict]]:
@@ -82,6 +84,12 @@ def main() -> None:
         help=f"comma-separated link rules to score each reading with ({', '.join(LINK_RULES)})",
     )
     parser.add_argument(
+        "--thresholds",
+        default="",
+        help="comma-separated weights: also score each rule with every pair weighing at least "
+        "each linked too (`mt align --threshold`), e.g. 0.3",
+    )
+    parser.add_argument(
         "--split-length",
         type=int,
         default=0,
@@ -105,6 +113,7 @@ def main() -> None:
     links: dict[str, list] = {}
     strengths = [0.0, *(float(x) for x in args.diagonal.split(",") if x)]
     rules = args.rules.split(",")
+    thresholds = [0.0, *(float(x) for x in args.thresholds.split(",") if x)]
     if unknown := set(rules) - set(LINK_RULES):
         parser.error(
             f"--rules: unknown {', '.join(sorted(unknown))} (one of {', '.join(LINK_RULES)})"
@@ -115,10 +124,12 @@ def main() -> None:
         of the first rule without a prior."""
         first = len(rows)
         for rule in rules:
-            for strength in strengths:
-                label = name + (f", {rule}" if rule != "argmax" else "")
-                label += f", diagonal {strength:g}" if strength else ""
-                rows.append((label, [hard(a, strength, rule) for a in found]))
+            for threshold in thresholds:
+                for strength in strengths:
+                    label = name + (f", {rule}" if rule != "argmax" else "")
+                    label += f", threshold {threshold:g}" if threshold else ""
+                    label += f", diagonal {strength:g}" if strength else ""
+                    rows.append((label, [hard(a, strength, rule, threshold) for a in found]))
         return rows[first][1]
 
     # every reading starts from the attention as it is: a run's own model.align_prior and

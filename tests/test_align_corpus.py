@@ -237,6 +237,8 @@ def test_mutual_links_are_read_everywhere(toy_run, tmp_path):
             assert m.weights[:, i].argmax() == j
     with pytest.raises(TranslatorError, match="link rule 'best'"):
         t.align_words(*words, links="best")
+    with pytest.raises(TranslatorError, match="link threshold -0.1"):
+        t.align_words(*words, threshold=-0.1)
     # the run's model.align_links is the default of the sentence and translation readings
     t.cfg.model.align_links = "mutual"
     sentence = t.align(PAIRS[0][0], PAIRS[0][1])
@@ -280,6 +282,16 @@ def test_reverse_run_is_combined(toy_run, tmp_path):
     reading = t.read(prior=4.0, links="mutual")
     for line, f, b in zip(result.stdout.splitlines(), forward, backward, strict=True):
         assert parse_pharaoh(line)[0] == set(reading.words(agreement(f, b)).links)
+    # and with a threshold: the agreement's pairs that weigh enough are linked too
+    result = run_mt("align", "--run", str(toy_run), *files, "--reverse-run", str(toy_run),
+                    "--symmetrize", "soft", "--links", "mutual", "--threshold", "0.05")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    reading, added = t.read(links="mutual", threshold=0.05), 0
+    for line, f, b in zip(result.stdout.splitlines(), forward, backward, strict=True):
+        both = reading.words(agreement(f, b))
+        assert parse_pharaoh(line)[0] == set(both.links)
+        added += len(both.links) - len(replace(both, threshold=0.0).links)
+    assert added > 0  # the threshold took part
     # one sentence: the links of the same combination; soft draws the agreement it reads them from
     sentence, target = PAIRS[0][:2]
     for how in ("intersect", "soft"):
@@ -320,7 +332,7 @@ def test_align_readings_script_scores_as_mt_align_does(toy_run, tmp_path):
     files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
     command = [sys.executable, str(script), "--run", str(run), "--reverse-run", str(run),
                *files, "--gold", str(tmp_path / "gold"), "--rules", "mutual,grow-diag",
-               "--diagonal", "2", "--only", "soft"]  # fmt: skip
+               "--diagonal", "2", "--thresholds", "0.05", "--only", "soft"]  # fmt: skip
     result = subprocess.run(
         command,
         capture_output=True,
@@ -343,16 +355,25 @@ def test_align_readings_script_scores_as_mt_align_does(toy_run, tmp_path):
     gold = [parse_pharaoh(p[2])[0] for p in PAIRS]
     scores = set()
     for rule in ("mutual", "grow-diag"):
-        for strength in (0, 2):
-            found = [
-                set(replace(a, weights=diagonal_prior(a.weights, strength), rule=rule).links)
-                for a in both
-            ]
-            expected = 100 * alignment_scores(found, gold, gold)["aer"]
-            name = f"both directions, attention, layers averaged, soft, {rule}"
-            name += f", diagonal {strength}" if strength else ""
-            assert rows[name] == pytest.approx(expected, abs=0.051), name
-            scores.add(round(expected, 1))
+        for threshold in (0, 0.05):
+            for strength in (0, 2):
+                found = [
+                    set(
+                        replace(
+                            a,
+                            weights=diagonal_prior(a.weights, strength),
+                            rule=rule,
+                            threshold=threshold,
+                        ).links
+                    )
+                    for a in both
+                ]
+                expected = 100 * alignment_scores(found, gold, gold)["aer"]
+                name = f"both directions, attention, layers averaged, soft, {rule}"
+                name += f", threshold {threshold}" if threshold else ""
+                name += f", diagonal {strength}" if strength else ""
+                assert rows[name] == pytest.approx(expected, abs=0.051), name
+                scores.add(round(expected, 1))
     # the run's own prior (100) would have given the diagonal's links: another score
     diagonal = [
         set(replace(a, weights=diagonal_prior(a.weights, 100.0), rule="mutual").links) for a in both

@@ -5,9 +5,10 @@ from dataclasses import replace
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mt.alignment import Alignment, alignment_error_rate, parse_pharaoh, word_groups
+from mt.alignment import Alignment, Reading, alignment_error_rate, parse_pharaoh, word_groups
 from mt.evaluate import evaluate_run
 from mt.run import load_run
 from tests.conftest import run_mt
@@ -47,6 +48,20 @@ def test_mutual_links_keep_only_links_strongest_both_ways():
     assert replace(a, rule="mutual").links == [(0, 1)]
     with pytest.raises(ValueError, match="link rule 'best'"):
         replace(a, rule="best").hard()
+
+
+def test_a_threshold_adds_every_link_that_weighs_enough():
+    # mutual: 0-1 only; target word 0 also gives source word 0 0.6 and source word 1 0.4
+    weights = torch.tensor([[0.6, 0.4], [0.7, 0.3], [0.0, 0.0]])
+    a = Alignment(["a", "b"], ["x", "y", "z"], weights, rule="mutual")
+    assert replace(a, threshold=0.5).links == [(0, 0), (0, 1)]
+    assert replace(a, threshold=0.35).links == [(0, 0), (1, 0), (0, 1)]
+    assert replace(a, threshold=0.0).links == a.links == [(0, 1)]
+    # the reading carries it from a model config, checked
+    reading = Reading.of(OmegaConf.create({"align_links": "mutual", "align_threshold": 0.5}))
+    assert reading.words(replace(a, rule="argmax")).links == [(0, 0), (0, 1)]
+    with pytest.raises(ValueError, match="link threshold 1.5"):
+        Reading(threshold=1.5)
 
 
 def test_grown_links_add_strong_neighbours_of_the_mutual_ones():

@@ -168,6 +168,9 @@ def test_align_checks_its_arguments(toy_run, toy_rnn_run):
     )
     result = run_mt("align", "--run", str(toy_rnn_run), PROBE, "--head", "0")
     assert result.returncode == 1 and "this model has a single attention" in result.stderr
+    result = run_mt("align", "--run", str(toy_run), PROBE, "--threshold", "2")
+    assert result.returncode == 1
+    assert result.stderr == "mt: error: link threshold 2.0: a weight from 0 (none) to 1\n"
 
 
 def test_the_run_decode_batch_size_reaches_translate(toy_run, monkeypatch, capsys):
