@@ -117,7 +117,7 @@ def load_model_state(model: nn.Module, weights: dict, path: Path) -> None:
     model.load_state_dict(weights)
 
 
-STEP_TMP = re.compile(r"^\.step-\d+\.pt\..+\.tmp$")
+PARTIAL = re.compile(r"^\.(last|step-\d+)\.pt\..+\.tmp$")  # atomic_write's temporary names
 
 
 def step_checkpoints(folder: Path) -> list[Path]:
@@ -155,10 +155,7 @@ def remove_partial(folder: Path) -> list[Path]:
     """Delete the temporary files of last.pt and step-N.pt saves that never finished (a process
     killed while writing one); only the training that holds the run's lock writes those. Returns
     the files deleted."""
-    partial = [
-        *Path(folder).glob(".last.pt.*.tmp"),
-        *(p for p in Path(folder).glob(".step-*.pt.*.tmp") if STEP_TMP.match(p.name)),
-    ]
+    partial = [p for p in Path(folder).glob(".*.tmp") if PARTIAL.match(p.name)]
     for path in partial:
         path.unlink(missing_ok=True)
     return partial
