@@ -50,7 +50,15 @@ def cached(cache_dir: Path, key: str, build: Callable[[Path], None]) -> Path:
     start = time.perf_counter()
     try:
         build(tmp)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            # Another process (a second training on the same data) built it meanwhile: a stage's
+            # output depends only on its key, so theirs is as good as this one.
+            log.info("%s was built meanwhile by another process; using it", final)
+            return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("built %s in %.1f s", final, time.perf_counter() - start)

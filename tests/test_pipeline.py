@@ -35,6 +35,23 @@ def test_unchanged_config_reruns_nothing_and_new_model_reuses_tokenizer(tmp_path
     ).read_bytes()
 
 
+def test_a_stage_built_meanwhile_by_another_process_is_used(tmp_path):
+    # Two trainings on the same data start together: both build the corpus; the one that finishes
+    # second must use the first one's folder, not fail on the rename.
+    from mt import stages
+
+    def build(tmp):
+        (tmp / "mine.txt").write_text("second")
+        other = tmp_path / "prepare-k"
+        other.mkdir()
+        (other / "theirs.txt").write_text("first")
+
+    final = stages.cached(tmp_path, "prepare-k", build)
+    assert final == tmp_path / "prepare-k"
+    assert sorted(p.name for p in final.iterdir()) == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["prepare-k"]  # no temporary folder left
+
+
 def test_run_directory_holds_everything(toy_run):
     saved = OmegaConf.load(toy_run / "config.yaml")
     head = subprocess.run(
