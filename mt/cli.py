@@ -397,6 +397,20 @@ def align_parser() -> argparse.ArgumentParser:
         "does; 0: none (default: the run's model.align_prior)",
     )
     parser.add_argument(
+        "--adapt",
+        type=int,
+        metavar="EPOCHS",
+        help="corpus: first train the model this many passes over the --src/--tgt pairs, with its "
+        "translation loss only (never --gold), as statistical aligners learn from the corpus they "
+        "align; the run's files are not changed; 0: none (default: the run's model.align_adapt)",
+    )
+    parser.add_argument(
+        "--adapt-lr",
+        type=float,
+        metavar="LR",
+        help="learning rate of --adapt (default: the run's model.align_adapt_lr)",
+    )
+    parser.add_argument(
         "--beam",
         type=positive_int,
         help="beam size of the model's translation (default: the run's decode.beam_size)",
@@ -431,8 +445,8 @@ def align_command(argv: list[str]) -> None:
         fail(UserError("a corpus needs both --src and --tgt"))
     if not corpus and args.sentence is None:
         fail(UserError("give a SENTENCE to align, or --src and --tgt for a corpus"))
-    if not corpus and (args.gold or args.untokenize):
-        fail(UserError("--gold and --untokenize work on a corpus: give --src and --tgt"))
+    if not corpus and (args.gold or args.untokenize or args.adapt is not None):
+        fail(UserError("--gold, --untokenize and --adapt work on a corpus: give --src and --tgt"))
     if corpus:
         align_corpus(args)
         return
@@ -515,10 +529,18 @@ def align_corpus(args: argparse.Namespace) -> None:
             links=args.links,
             threshold=args.threshold,
         )
+        adapting = dict(
+            epochs=args.adapt,
+            lr=args.adapt_lr,
+            untokenize=args.untokenize,
+            report=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+        translator.adapt(src_words, tgt_words, **adapting)
         found = translator.align_words(src_words, tgt_words, **common, **options)
         links = [set(a.links) for a in found]
         if args.reverse_run:
             reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
+            reverse.adapt(tgt_words, src_words, **adapting)
             backward = reverse.align_words(tgt_words, src_words, **common)
             if soft:
                 reading = translator.read(args.method, args.diagonal, args.links, args.threshold)

@@ -51,6 +51,8 @@ RESUMABLE_KEYS = {
     "model.align_prior",
     "model.align_links",
     "model.align_threshold",
+    "model.align_adapt",
+    "model.align_adapt_lr",
 }
 
 
@@ -63,6 +65,8 @@ ADDED_KEYS = {
     "model.align_prior": 0.0,
     "model.align_links": "argmax",
     "model.align_threshold": 0.0,
+    "model.align_adapt": 0,
+    "model.align_adapt_lr": 1.0e-4,
     "model.align_full_context": False,
     "model.gumbel_temperature": 1.0,
     "data.streaming": False,

@@ -307,6 +307,54 @@ class Translator:
             out.append(self.tokenizer.encode_spans(text.text, text.spans, side))
         return out
 
+    def adapt(
+        self,
+        sources: Sequence[Sequence[str]],
+        targets: Sequence[Sequence[str]],
+        *,
+        epochs: int | None = None,
+        lr: float | None = None,
+        untokenize: bool = False,
+        report=None,
+    ) -> list[float]:
+        """Train the loaded model (not the run's files) for `epochs` passes over these sentence pairs,
+        given as words as `align_words` takes them, with its translation loss alone (mt.adapt):
+        the pairs' own domain, learnt before they are aligned. Default: the run's model.align_adapt
+        and align_adapt_lr. `report(line)` tells each pass (default: logged). Returns each pass's
+        loss per target token ([] for 0 passes)."""
+        model_cfg = self.cfg.model
+        epochs = int(model_cfg.get("align_adapt", 0)) if epochs is None else epochs
+        lr = float(model_cfg.get("align_adapt_lr", 1e-4)) if lr is None else lr
+        if epochs < 0 or not lr > 0:
+            raise TranslatorError(
+                f"adaptation: {epochs} passes at learning rate {lr}; passes are 0 or more, the "
+                "learning rate above 0"
+            )
+        if len(sources) != len(targets):
+            raise TranslatorError(f"{len(sources)} source sentences but {len(targets)} targets")
+        if epochs == 0:
+            return []
+        if self.engine != "torch":
+            raise TranslatorError(
+                f"adaptation trains the model: the {self.engine} engine cannot (use the torch "
+                "engine, or --adapt 0)"
+            )
+        from mt.adapt import adapt
+
+        src = self._encode_words(sources, "src", untokenize)
+        tgt = self._encode_words(targets, "tgt", untokenize)
+        return adapt(
+            self.model.model,
+            [s[0] for s in src],
+            [t[0] for t in tgt],
+            epochs=epochs,
+            lr=lr,
+            batch_tokens=int(self.cfg.train.batch_tokens),
+            label_smoothing=float(self.cfg.train.label_smoothing),
+            device=self.model.device,
+            report=report,
+        )
+
     def align_words(
         self,
         sources: Sequence[Sequence[str]],

@@ -162,12 +162,54 @@ def test_align_corpus_command(toy_run, tmp_path):
         (["--src", "S"], "a corpus needs both --src and --tgt"),
         (["X", "--src", "S", "--tgt", "T"], "give a SENTENCE (and --target) or --src and --tgt"),
         ([], "give a SENTENCE to align"),
-        (["X", "--gold", "G"], "--gold and --untokenize work on a corpus"),
+        (["X", "--gold", "G"], "--gold, --untokenize and --adapt work on a corpus"),
+        (["X", "--adapt", "2"], "--gold, --untokenize and --adapt work on a corpus"),
     ],
 )
 def test_align_corpus_arguments(toy_run, args, message):
     result = run_mt("align", "--run", str(toy_run), *args)
     assert result.returncode == 1 and message in result.stderr
+
+
+def test_adaptation_learns_the_pairs_it_will_align(toy_run):
+    # a new "domain": the toy pair's words with the adjective before the noun in the target
+    pairs = [
+        ("The black cat ate the mouse.", "Le noir chat a mangé la souris."),
+        ("A white dog saw a red apple.", "Un blanc chien a vu une rouge pomme."),
+        ("The green bird liked the cow.", "Le vert oiseau a aimé la vache."),
+    ]
+    src, tgt = [p[0].split() for p in pairs], [p[1].split() for p in pairs]
+    before = [a.score for a in Translator.load(toy_run, "last").align_words(src, tgt)]
+    states = []
+    for _ in range(2):
+        translator = Translator.load(toy_run, "last")
+        losses = translator.adapt(src, tgt, epochs=12, lr=1e-3)
+        assert len(losses) == 12 and losses[-1] < 0.6 * losses[0]
+        assert not translator.model.model.training  # left ready to decode
+        states.append(translator.model.model.state_dict())
+        # the forced decoding that reads the alignment now finds each pair far more likely
+        after = [a.score for a in translator.align_words(src, tgt)]
+        assert all(a > b + 1.0 for a, b in zip(after, before, strict=True)), (before, after)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])  # seeded: reproducible
+    assert Translator.load(toy_run, "last").adapt(src, tgt, epochs=0) == []
+    with pytest.raises(TranslatorError, match="adaptation: -1 passes at learning rate"):
+        translator.adapt(src, tgt, epochs=-1)
+
+
+def test_align_corpus_adapts_without_changing_the_run(toy_run, tmp_path):
+    (tmp_path / "src").write_text("".join(p[0] + "\n" for p in PAIRS))
+    (tmp_path / "tgt").write_text("".join(p[1] + "\n" for p in PAIRS))
+    (tmp_path / "gold").write_text("".join(p[2] + "\n" for p in PAIRS))
+    files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
+    checkpoints = {p: p.read_bytes() for p in (toy_run / "checkpoints").iterdir()}
+    result = run_mt("align", "--run", str(toy_run), *files, "--gold", str(tmp_path / "gold"),
+                    "--adapt", "3", "--adapt-lr", "1e-4", "--reverse-run", str(toy_run))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("adapting: pass 3/3") == 2  # the run and the reverse run
+    assert len(result.stdout.splitlines()) == 3 and "AER " in result.stderr
+    assert {p: p.read_bytes() for p in (toy_run / "checkpoints").iterdir()} == checkpoints
+    result = run_mt("align", "--run", str(toy_run), *files, "--adapt", "2", "--adapt-lr", "0")
+    assert result.returncode == 1 and "adaptation: 2 passes at learning rate 0.0" in result.stderr
 
 
 def test_align_corpus_checks_its_files(toy_run, tmp_path):
