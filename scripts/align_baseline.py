@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mt.alignment import (  # noqa: E402
+    agreement,
     alignment_scores,
     parse_pharaoh,
     read_gold,
@@ -73,6 +74,19 @@ def main() -> None:
     parser.add_argument(
         "--reverse-run", help="the run trained in the other direction (symmetrized)"
     )
+    parser.add_argument(
+        "--untokenize",
+        action="store_true",
+        help="the gold files are tokenized, lower-cased text: the models read them as ordinary "
+        "text (`mt align --untokenize`); eflomal reads them as given",
+    )
+    parser.add_argument(
+        "--adapt",
+        type=int,
+        metavar="EPOCHS",
+        help="the models first learn the gold pairs' text, as eflomal does (`mt align --adapt`; "
+        "never the gold links) (default: the run's model.align_adapt)",
+    )
     args = parser.parse_args()
     try:
         import eflomal
@@ -86,15 +100,35 @@ def main() -> None:
     from mt.translator import Translator
 
     model = Translator.load(args.run, device="cpu")
-    forward = [set(a.links) for a in model.align_words(gold_src, gold_tgt)]
-    reading = f"layer {model.cfg.model.get('align_layer')}, {model.read().method}"
-    rows.append((f"mt {Path(args.run).name} ({reading})", forward))
+    adapting = dict(epochs=args.adapt, untokenize=args.untokenize)
+    passes = len(model.adapt(gold_src, gold_tgt, **adapting))
+    read = dict(untokenize=args.untokenize)
+    found = model.align_words(gold_src, gold_tgt, **read)
+    forward = [set(a.links) for a in found]
+    reading = model.read()
+    label = f"layer {model.cfg.model.get('align_layer')}, {reading.method}, {reading.links}"
+    label += f", adapted {passes} passes" if passes else ""
+    rows.append((f"mt {Path(args.run).name} ({label})", forward))
     if args.reverse_run:
         reverse = Translator.load(args.reverse_run, device="cpu")
-        backward = [{(i, j) for j, i in a.links} for a in reverse.align_words(gold_tgt, gold_src)]
+        reverse.adapt(gold_tgt, gold_src, **adapting)
+        found_back = reverse.align_words(gold_tgt, gold_src, **read)
+        backward = [{(i, j) for j, i in a.links} for a in found_back]
         for how in ("intersect", "grow-diag-final"):
             both = [symmetrize(f, b, how) for f, b in zip(forward, backward, strict=True)]
             rows.append((f"mt, both directions, {how}", both))
+        # soft agreement (`mt align --symmetrize soft`): each direction read without the prior,
+        # which then weighs their agreement
+        raw = dict(read, prior=0.0)
+        soft = [
+            set(reading.words(agreement(f, b)).links)
+            for f, b in zip(
+                model.align_words(gold_src, gold_tgt, **raw),
+                reverse.align_words(gold_tgt, gold_src, **raw),
+                strict=True,
+            )
+        ]
+        rows.append((f"mt, both directions, soft, {reading.links}", soft))
 
     src, tgt, src_lang, tgt_lang = training_corpus(Path(args.run), args.limit)
     src += [" ".join(s) for s in gold_src]

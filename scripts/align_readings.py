@@ -97,6 +97,15 @@ def main() -> None:
         help="also score each reading on the pairs under N source words and on the rest",
     )
     parser.add_argument(
+        "--adapt",
+        type=int,
+        default=0,
+        metavar="EPOCHS",
+        help="first train each model this many passes over the pairs, translation loss only "
+        "(`mt align --adapt`; never the gold links)",
+    )
+    parser.add_argument("--adapt-lr", type=float, default=1e-4, help="learning rate of --adapt")
+    parser.add_argument(
         "--only",
         default="",
         metavar="WORDS",
@@ -109,6 +118,8 @@ def main() -> None:
     tgt = [t.split() for t in read_sentences(args.tgt)]
     gold = read_gold(args.gold, len(src), args.gold_one_based)
     forward = Translator.load(args.run, args.checkpoint, device="cpu")
+    adapting = dict(epochs=args.adapt, lr=args.adapt_lr, untokenize=args.untokenize)
+    forward.adapt(src, tgt, **adapting)
     rows: list[tuple[str, list]] = []
     links: dict[str, list] = {}
     strengths = [0.0, *(float(x) for x in args.diagonal.split(",") if x)]
@@ -154,6 +165,7 @@ def main() -> None:
                 add(f"{name}, head {head}", found)
     if args.reverse_run:
         backward = Translator.load(args.reverse_run, args.checkpoint, device="cpu")
+        backward.adapt(tgt, src, **adapting)
         reverse_model = backward.model.model
         plans = readings(backward)
         if own_name in soft and getattr(reverse_model, "align_head", None) is not None:
@@ -182,6 +194,7 @@ def main() -> None:
         f"{len(src)} sentence pairs; {args.run}"
         + (f" + {args.reverse_run}" if args.reverse_run else "")
         + ("; read untokenized" if args.untokenize else "")
+        + (f"; adapted {args.adapt} passes at lr {args.adapt_lr:g}" if args.adapt else "")
     )
     short = [k for k, words in enumerate(src) if len(words) < args.split_length]
     long = [k for k in range(len(src)) if k not in set(short)]
