@@ -81,7 +81,7 @@ class TransformerConfig:
     align_links: str = "argmax"  # argmax | mutual | grow-diag(-final): mt.alignment.LINK_RULES
     align_threshold: float = 0.0  # also link every pair weighing at least this (0: none)
     align_adapt: int = 0  # mt align on a corpus: passes of training on its pairs first (0: none)
-    align_adapt_lr: float = 1.0e-4  # the learning rate of those passes
+    align_adapt_lr: float = 3.0e-4  # the learning rate of those passes
     align_full_context: bool = False  # the aligned layers' attention with the whole target in view
 
 
@@ -104,7 +104,7 @@ class RNNConfig:
     align_links: str = "argmax"  # argmax | mutual | grow-diag(-final): mt.alignment.LINK_RULES
     align_threshold: float = 0.0  # also link every pair weighing at least this (0: none)
     align_adapt: int = 0  # mt align on a corpus: passes of training on its pairs first (0: none)
-    align_adapt_lr: float = 1.0e-4  # the learning rate of those passes
+    align_adapt_lr: float = 3.0e-4  # the learning rate of those passes
     attention_mode: str = "soft"  # soft | hard (one source position: Gumbel-softmax, argmax)
     gumbel_temperature: float = 1.0  # hard attention in training: straight-through Gumbel-softmax
 

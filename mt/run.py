@@ -66,7 +66,7 @@ ADDED_KEYS = {
     "model.align_links": "argmax",
     "model.align_threshold": 0.0,
     "model.align_adapt": 0,
-    "model.align_adapt_lr": 1.0e-4,
+    "model.align_adapt_lr": 3.0e-4,
     "model.align_full_context": False,
     "model.gumbel_temperature": 1.0,
     "data.streaming": False,

@@ -324,7 +324,7 @@ class Translator:
         loss per target token ([] for 0 passes)."""
         model_cfg = self.cfg.model
         epochs = int(model_cfg.get("align_adapt", 0)) if epochs is None else epochs
-        lr = float(model_cfg.get("align_adapt_lr", 1e-4)) if lr is None else lr
+        lr = float(model_cfg.get("align_adapt_lr", 3e-4)) if lr is None else lr
         if epochs < 0 or not lr > 0:
             raise TranslatorError(
                 f"adaptation: {epochs} passes at learning rate {lr}; passes are 0 or more, the "

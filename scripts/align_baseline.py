@@ -87,6 +87,13 @@ def main() -> None:
         help="the models first learn the gold pairs' text, as eflomal does (`mt align --adapt`; "
         "never the gold links) (default: the run's model.align_adapt)",
     )
+    parser.add_argument(
+        "--diagonal",
+        type=float,
+        metavar="STRENGTH",
+        help="the models' diagonal prior (`mt align --diagonal`; default: the run's "
+        "model.align_prior)",
+    )
     args = parser.parse_args()
     try:
         import eflomal
@@ -102,11 +109,12 @@ def main() -> None:
     model = Translator.load(args.run, device="cpu")
     adapting = dict(epochs=args.adapt, untokenize=args.untokenize)
     passes = len(model.adapt(gold_src, gold_tgt, **adapting))
-    read = dict(untokenize=args.untokenize)
+    read = dict(untokenize=args.untokenize, prior=args.diagonal)
     found = model.align_words(gold_src, gold_tgt, **read)
     forward = [set(a.links) for a in found]
-    reading = model.read()
+    reading = model.read(prior=args.diagonal)
     label = f"layer {model.cfg.model.get('align_layer')}, {reading.method}, {reading.links}"
+    label += f", diagonal {reading.prior:g}" if reading.prior else ""
     label += f", adapted {passes} passes" if passes else ""
     rows.append((f"mt {Path(args.run).name} ({label})", forward))
     if args.reverse_run:

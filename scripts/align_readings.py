@@ -104,7 +104,7 @@ def main() -> None:
         help="first train each model this many passes over the pairs, translation loss only "
         "(`mt align --adapt`; never the gold links)",
     )
-    parser.add_argument("--adapt-lr", type=float, default=1e-4, help="learning rate of --adapt")
+    parser.add_argument("--adapt-lr", type=float, default=3e-4, help="learning rate of --adapt")
     parser.add_argument(
         "--only",
         default="",
