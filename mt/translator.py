@@ -11,7 +11,7 @@ word alignments, decoded by mt's own PyTorch code or by CTranslate2 (`engine="ct
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -315,7 +315,7 @@ class Translator:
         epochs: int | None = None,
         lr: float | None = None,
         untokenize: bool = False,
-        report=None,
+        report: Callable[[str], None] | None = None,
     ) -> list[float]:
         """Train the loaded model (not the run's files) for `epochs` passes over these sentence pairs,
         given as words as `align_words` takes them, with its translation loss alone (mt.adapt):

@@ -109,10 +109,11 @@ def main() -> None:
     model = Translator.load(args.run, device="cpu")
     adapting = dict(epochs=args.adapt, untokenize=args.untokenize)
     passes = len(model.adapt(gold_src, gold_tgt, **adapting))
-    read = dict(untokenize=args.untokenize, prior=args.diagonal)
-    found = model.align_words(gold_src, gold_tgt, **read)
-    forward = [set(a.links) for a in found]
+    # the attention as it is, read once: each reading's prior and rule are applied by Reading.words
+    raw = dict(untokenize=args.untokenize, prior=0.0)
+    found = model.align_words(gold_src, gold_tgt, **raw)
     reading = model.read(prior=args.diagonal)
+    forward = [set(reading.words(a).links) for a in found]
     label = f"layer {model.cfg.model.get('align_layer')}, {reading.method}, {reading.links}"
     label += f", diagonal {reading.prior:g}" if reading.prior else ""
     label += f", adapted {passes} passes" if passes else ""
@@ -120,21 +121,16 @@ def main() -> None:
     if args.reverse_run:
         reverse = Translator.load(args.reverse_run, device="cpu")
         reverse.adapt(gold_tgt, gold_src, **adapting)
-        found_back = reverse.align_words(gold_tgt, gold_src, **read)
-        backward = [{(i, j) for j, i in a.links} for a in found_back]
+        found_back = reverse.align_words(gold_tgt, gold_src, **raw)
+        reverse_reading = reverse.read(prior=args.diagonal)
+        backward = [{(i, j) for j, i in reverse_reading.words(a).links} for a in found_back]
         for how in ("intersect", "grow-diag-final"):
             both = [symmetrize(f, b, how) for f, b in zip(forward, backward, strict=True)]
             rows.append((f"mt, both directions, {how}", both))
-        # soft agreement (`mt align --symmetrize soft`): each direction read without the prior,
-        # which then weighs their agreement
-        raw = dict(read, prior=0.0)
+        # soft agreement (`mt align --symmetrize soft`): the prior weighs both directions' agreement
         soft = [
             set(reading.words(agreement(f, b)).links)
-            for f, b in zip(
-                model.align_words(gold_src, gold_tgt, **raw),
-                reverse.align_words(gold_tgt, gold_src, **raw),
-                strict=True,
-            )
+            for f, b in zip(found, found_back, strict=True)
         ]
         rows.append((f"mt, both directions, soft, {reading.links}", soft))
 
