@@ -118,8 +118,11 @@ class TrainConfig:
     max_minutes: Optional[float] = 60
     lr: float = 1.0e-3
     warmup: int = 500
-    # after warm-up: inverse_sqrt | linear | cosine (the last two down to 0 at max_steps): mt.schedule
+    # after warm-up: inverse_sqrt | linear | cosine (the last two down to 0 at max_steps) | plateau
+    # (constant, times plateau_factor after plateau_patience validations without a better score)
     schedule: str = "inverse_sqrt"
+    plateau_patience: int = 2
+    plateau_factor: float = 0.5
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     weight_decay: float = 0.0
     clip_norm: float = 1.0

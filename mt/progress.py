@@ -29,6 +29,8 @@ class Progress:
     best_score: float = -math.inf  # of train.stop_metric, signed so that higher is better
     best_step: int = 0
     bad_validations: int = 0
+    lr_scale: float = 1.0  # train.schedule=plateau: the product of its decreases so far
+    plateau_bad: int = 0  # regular validations without a better score since the last decrease
     train_seconds: float = 0.0
     validation_seconds: float = 0.0
     train_tokens: int = 0  # real target tokens trained on

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-SCHEDULES = ("inverse_sqrt", "linear", "cosine")
+SCHEDULES = ("inverse_sqrt", "linear", "cosine", "plateau")
 
 
 def inverse_sqrt(warmup: int) -> Callable[[int], float]:
@@ -35,8 +35,22 @@ def to_zero(warmup: int, total: int, shape: str) -> Callable[[int], float]:
     return factor
 
 
+def warmup_only(warmup: int) -> Callable[[int], float]:
+    """Linear warm-up to 1 at `warmup` updates, then 1: the shape of `plateau`, whose decreases
+    (train.plateau_factor after train.plateau_patience validations without a better dev score)
+    the trainer applies on top, as they depend on the dev scores."""
+
+    def factor(step: int) -> float:
+        return min(max(step, 1) / warmup, 1.0)
+
+    return factor
+
+
 def schedule(name: str, warmup: int, total: int) -> Callable[[int], float]:
-    """The factor of schedule `name` (SCHEDULES) for a run of `total` updates."""
+    """The factor of schedule `name` (SCHEDULES) for a run of `total` updates (`plateau`: before its
+    decreases, which the trainer multiplies in)."""
+    if name == "plateau":
+        return warmup_only(warmup)
     if name == "inverse_sqrt":
         return inverse_sqrt(warmup)
     if name in ("linear", "cosine"):

@@ -94,11 +94,20 @@ class Trainer:
             fused=device.type == "cuda",
         )
         try:
-            factor = schedule(cfg.schedule, cfg.warmup, cfg.max_steps)
+            shape = schedule(cfg.schedule, cfg.warmup, cfg.max_steps)
         except ValueError as e:
             raise TrainingError(f"train.schedule: {e}") from None
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.plateau = cfg.schedule == "plateau"
+        if self.plateau and not (cfg.plateau_patience >= 1 and 0 < cfg.plateau_factor < 1):
+            raise TrainingError(
+                "train.plateau_patience must be 1 or more and train.plateau_factor between 0 and 1, "
+                f"not {cfg.plateau_patience} and {cfg.plateau_factor}"
+            )
+        # self.progress is read at each step: a resumed run's decreases apply
         self.progress = Progress()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: shape(step) * self.progress.lr_scale
+        )
         self.amp_dtype = autocast_dtype(cfg.precision, device)
         self.last_save = time.monotonic()
         self.guided_sum, self.guided_tokens = torch.zeros(()), 0  # guided alignment's loss
@@ -214,8 +223,23 @@ class Trainer:
             tokens += batch.tgt_tokens
         return total / tokens
 
-    def validate(self, writer: SummaryWriter) -> None:
-        """Dev loss and metrics; best.pt by train.stop_metric; step-N.pt, last.pt, metrics.jsonl."""
+    def _apply_lr_scale(self) -> None:
+        """The rate of the next update with the plateau decreases so far (Progress.lr_scale)."""
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _sync_lr_scale(self) -> None:
+        """After a regular validation (rank 0 alone validates), every rank takes rank 0's rate."""
+        if self.world > 1 and self.plateau:
+            p = self.progress
+            p.lr_scale = distributed.all_sum(p.lr_scale if self.main else 0.0, self.device)
+            self._apply_lr_scale()
+
+    def validate(self, writer: SummaryWriter, regular: bool = False) -> None:
+        """Dev loss and metrics; best.pt by train.stop_metric; step-N.pt, last.pt, metrics.jsonl.
+        `regular`: the validation of every train.validate_every updates, the only one at which
+        train.schedule=plateau decreases the rate (so that every rank knows when to take it)."""
         started, p = time.perf_counter(), self.progress
         loss = self.dev_loss()
         scores = self.validate_fn(self.model, p.step, writer)
@@ -224,9 +248,22 @@ class Trainer:
         signed = scores[name] if self.stop_metric.higher_is_better else -scores[name]
         improved = signed > p.best_score
         if improved:
-            p.best_score, p.best_step, p.bad_validations = signed, p.step, 0
+            p.best_score, p.best_step, p.bad_validations, p.plateau_bad = signed, p.step, 0, 0
         else:
             p.bad_validations += 1
+            if regular and self.plateau:
+                p.plateau_bad += 1
+        if regular and self.plateau and p.plateau_bad >= self.cfg.plateau_patience:
+            p.lr_scale, p.plateau_bad = p.lr_scale * self.cfg.plateau_factor, 0
+            self._apply_lr_scale()
+            log.info(
+                "step %d: no better dev %s in %d validations: learning rate x %g, now %.2e",
+                p.step,
+                self.stop_metric.name,
+                self.cfg.plateau_patience,
+                self.cfg.plateau_factor,
+                self.scheduler.get_last_lr()[0],
+            )
         p.validation_seconds += time.perf_counter() - started
         record = {
             "step": p.step,
@@ -350,9 +387,11 @@ class Trainer:
             if p.step % cfg.log_every == 0 and self.main:
                 progress_report(writer, bar, p.step, epoch, window, self.scheduler.get_last_lr()[0])
                 self._report_guided(writer, bar)
-            if p.step % cfg.validate_every == 0 and self.main:
-                self.validate(writer)
-                window.restart()
+            if p.step % cfg.validate_every == 0:
+                if self.main:
+                    self.validate(writer, regular=True)
+                    window.restart()
+                self._sync_lr_scale()
             elif self.main:
                 self._save_on_interval()
             marks = self.budget_marks

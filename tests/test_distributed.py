@@ -64,6 +64,27 @@ def test_one_set_of_checkpoints_and_logs(runs):
     assert result.stderr.count("training ended at step 2") == 1  # rank 1 logs warnings only
 
 
+def test_two_processes_take_the_plateau_decreases_of_rank_0(tmp_path):
+    # rank 0 alone validates; had rank 1 kept its rate after a decrease, its weights would part
+    # from rank 0's, and so would the gradients both average: the runs below would differ
+    plateau = [
+        "train.max_steps=4",
+        "train.validate_every=1",
+        "train.schedule=plateau",
+        "train.plateau_patience=1",
+        "train.warmup=1",
+        "train.patience=100",
+    ]
+    train(tmp_path, "one", *plateau, "train.batch_tokens=1200", "train.accumulate=2")
+    train(tmp_path, "two", *plateau, *TWO)
+    one = checkpoint.load(tmp_path / "one" / "checkpoints" / "last.pt")
+    two = checkpoint.load(tmp_path / "two" / "checkpoints" / "last.pt")
+    assert one["progress"]["lr_scale"] < 1  # the rate was decreased
+    assert two["progress"]["lr_scale"] == one["progress"]["lr_scale"]
+    for name, weights in one["model"].items():
+        torch.testing.assert_close(two["model"][name], weights, atol=1e-6, rtol=0)
+
+
 def test_resume_with_one_process_from_a_two_process_checkpoint(runs):
     tmp, _ = runs
     limits = ["train.max_steps=4", "train.validate_every=2"]
