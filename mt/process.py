@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import subprocess
@@ -25,6 +26,26 @@ def set_threads(threads: int | None) -> None:
     """`threads` per process, or the machine's cores shared among the processes torchrun started."""
     per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     torch.set_num_threads(threads or max(1, per_process))
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to serve large allocations from its heap and keep freed memory for the next one.
+
+    By default glibc maps every allocation over 32 MiB afresh and unmaps it when freed, and trims
+    the heap: a training step allocates its (target tokens x vocabulary) logits and gradients anew
+    each update, and the kernel zero-fills each of their pages on first touch — about a tenth of a
+    CPU update of `transformer_tiny` (docs/BENCHMARKS.md). The cost is that the process keeps its
+    peak memory until it ends. False where the C library is not glibc (nothing changed)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4
+    # no mapping of its own for any allocation; freed memory kept up to 1 GiB; the heap grown 64 MiB
+    # beyond each request, so that a block freed next to its top fits an aligned request of its size
+    settings = ((m_mmap_max, 0), (m_trim_threshold, 1 << 30), (m_top_pad, 64 << 20))
+    return all(mallopt(option, value) == 1 for option, value in settings)
 
 
 def git_commit() -> str:
