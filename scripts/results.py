@@ -1,12 +1,17 @@
 """docs/results.csv, one row per reported result, and the Markdown tables made from it.
 
-    python scripts/results.py add --run RUN [--split S] --command "make train ARGS=…" [--note …]
+    python scripts/results.py add --run RUN [--split S] --command "make train ARGS=…" [--note …] [--headline]
     python scripts/results.py render          # the tables in README.md and docs/RESULTS.md
 
 `add` reads what the run wrote — config.yaml, metrics.jsonl (training minutes and updates),
-eval/<split>.scores.json (`mt eval`) — and appends a row with this machine and today's date.
-`render` rewrites the blocks between `<!-- results:NAME -->` and `<!-- /results -->` in the
-documents; NAME picks the rows (`all`, or a data name such as `multi30k_en_de`).
+train.log (how training ended), eval/<split>.scores.json (`mt eval`) — and appends a row with this
+machine and today's date. `render` rewrites the blocks between `<!-- results:NAME -->` and
+`<!-- /results -->` in the documents; NAME picks the rows (`all`; `headline`: the rows marked so,
+which the README shows; or a data name such as `multi30k_en_de`).
+
+How a training ended (`ended`): `converged` (early stopping: train.patience validations without a
+better dev score), `budget` (train.max_minutes), `update limit` / `epoch limit` (train.max_steps /
+max_epochs), `stopped` (by a signal or by hand, before any of these).
 """
 
 from __future__ import annotations
@@ -47,7 +52,15 @@ FIELDS = [
     "chrf",
     "bleu_tok_lc",
     "note",
+    "ended",
+    "headline",
 ]
+ENDINGS = {  # train.log's "training ended at step N: REASON" -> the `ended` column
+    "train.patience": "converged",
+    "train.max_minutes": "budget",
+    "train.max_steps": "update limit",
+    "train.max_epochs": "epoch limit",
+}
 BLOCK = re.compile(r"(<!-- results:(\S+) -->\n)(.*?)(<!-- /results -->)", re.S)
 
 
@@ -79,7 +92,18 @@ def write_rows(rows: list[dict]) -> None:
     atomic_write_text(CSV, out.getvalue())
 
 
-def run_row(run: Path, split: str | None, command: str, note: str) -> dict:
+def how_it_ended(run: Path) -> str:
+    """The `ended` value of a run, from the last "training ended" line of its train.log."""
+    log = run / "train.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    ends = [line for line in lines if "training ended at step" in line]
+    if not ends:
+        return "stopped"
+    reason = ends[-1].split(": ", 2)[-1]
+    return next((ended for key, ended in ENDINGS.items() if key in reason), "stopped")
+
+
+def run_row(run: Path, split: str | None, command: str, note: str, headline: bool) -> dict:
     """A row for `run`'s scores on `split` (its first test split by default)."""
     import yaml
 
@@ -127,6 +151,8 @@ def run_row(run: Path, split: str | None, command: str, note: str) -> dict:
         "chrf": f"{scores['chrf']:.2f}",
         "bleu_tok_lc": f"{scores['bleu_tok_lc']:.2f}",
         "note": note,
+        "ended": how_it_ended(run),
+        "headline": "yes" if headline else "",
     }
 
 
@@ -137,6 +163,8 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         training = f"{float(r['train_minutes']):,.0f} min, {int(r['updates']):,} updates"
+        if r.get("ended"):
+            training += f", {r['ended']}"
         if r["note"]:
             training += f"; {r['note']}"
         model = f"`{r['model']}` ({r['params_m']}M)"
@@ -149,14 +177,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chosen(rows: list[dict], name: str) -> list[dict]:
+    """The rows of a `<!-- results:NAME -->` block."""
+    if name == "all":
+        return rows
+    if name == "headline":
+        return [r for r in rows if r.get("headline") == "yes"]
+    return [r for r in rows if r["data"] == name]
+
+
 def render(rows: list[dict]) -> None:
     for path in DOCUMENTS:
         text = path.read_text()
 
         def block(m: re.Match) -> str:
-            name = m.group(2)
-            chosen = [r for r in rows if name == "all" or r["data"] == name]
-            return m.group(1) + table(chosen) + m.group(4)
+            return m.group(1) + table(chosen(rows, m.group(2))) + m.group(4)
 
         new = BLOCK.sub(block, text)
         if new != text:
@@ -172,11 +207,12 @@ def main() -> None:
     add.add_argument("--split", help="the test split (default: the run's first)")
     add.add_argument("--command", required=True, help="the command that reproduces the run")
     add.add_argument("--note", default="", help="anything a reader must know (shared cores, …)")
+    add.add_argument("--headline", action="store_true", help="shown in the README's table too")
     sub.add_parser("render", help="rewrite the results tables of README.md and docs/RESULTS.md")
     args = parser.parse_args()
     rows = read_rows()
     if args.action == "add":
-        rows.append(run_row(args.run, args.split, args.command, args.note))
+        rows.append(run_row(args.run, args.split, args.command, args.note, args.headline))
         write_rows(rows)
         print(table(rows[-1:]))
     render(rows)

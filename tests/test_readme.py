@@ -71,7 +71,35 @@ def test_results_tables_are_made_from_results_csv():
         blocks = results.BLOCK.findall(path.read_text())
         assert blocks, f"{path.name} has no results table"
         for _, name, body, _ in blocks:
-            chosen = [r for r in rows if name == "all" or r["data"] == name]
-            assert body == results.table(chosen), f"{path.name}: run scripts/results.py render"
+            assert body == results.table(results.chosen(rows, name)), (
+                f"{path.name}: run scripts/results.py render"
+            )
     for row in rows:
         assert set(row) == set(results.FIELDS) and all(row[k] for k in ("command", "bleu"))
+        assert row["ended"] in {*results.ENDINGS.values(), "stopped"}
+    assert results.chosen(rows, "headline"), "no row is marked for the README (--headline)"
+
+
+def test_results_rows_say_how_training_ended(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "results", README.parent / "scripts" / "results.py"
+    )
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    log = tmp_path / "train.log"
+    assert results.how_it_ended(tmp_path) == "stopped"  # no log at all
+    for reason, ended in (
+        ("no better dev bleu in 6 validations (train.patience)", "converged"),
+        ("reached train.max_minutes=120", "budget"),
+        ("reached train.max_steps=4000", "update limit"),
+        ("stopped by SIGTERM", "stopped"),
+    ):
+        log.write_text(
+            "2026-12-06 06:27:41 INFO mt.train: training ended at step 250: reached "
+            "train.max_steps=250; best dev bleu 1.00 at step 250\n"  # an earlier end, resumed
+            f"2026-12-06 08:27:41 INFO mt.train: training ended at step 4000: {reason}; best dev "
+            "bleu 40.00 at step 3400\n"
+        )
+        assert results.how_it_ended(tmp_path) == ended
