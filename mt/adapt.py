@@ -5,6 +5,11 @@ corpus to be aligned, and neural aligners are too (Zenkel et al. 2020). A transl
 on another corpus reads text of a new domain poorly, and its attention with it. Adaptation trains a
 loaded model for a few passes over the given pairs with its translation loss alone — never with
 gold links — then aligns them with the adapted weights. The run's files are left as they were.
+
+`adapt_jointly` adapts the models of both directions together and adds an agreement term (Cheng
+et al. 2016, "Agreement-based joint training for bidirectional attention-based NMT"): the squared
+difference between the forward model's word alignment of each pair and the transpose of the reverse
+model's, so that each direction's attention is pulled towards the links the other one sees too.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from mt.alignment import Alignment
 from mt.batching import EncodedCorpus, collate, token_batches
 from mt.loss import label_smoothed_loss
 
@@ -74,3 +81,121 @@ def adapt(
         finally:
             model.eval()
     return losses
+
+
+@dataclass
+class Direction:
+    """One direction's view of the pairs adapted jointly: its model, each pair's ids (ending in
+    EOS) and, per word, the indices of its pieces (source and target words as the pair gives them:
+    the reverse direction's source words are the forward one's target words); `rows` takes a pair's
+    piece-level attention (T, S) to the rows the model's reading uses (mt.alignment.Reading.rows)."""
+
+    model: nn.Module
+    sources: list[list[int]]
+    targets: list[list[int]]
+    source_words: list[list[list[int]]]
+    target_words: list[list[list[int]]]
+    rows: Callable[[Tensor], Tensor]
+
+    def __post_init__(self):
+        self.corpus = EncodedCorpus.from_ids(self.sources, self.targets)
+
+    def word_alignments(self, attention: Tensor, indices: list[int]) -> list[Tensor]:
+        """Batch attention (B, T, S) -> each pair's (target words x source words) weights, as
+        `Alignment.from_groups` reads them, differentiably."""
+        out = []
+        for row, i in enumerate(indices):
+            rows = self.rows(attention[row, : len(self.targets[i]), : len(self.sources[i])])
+            weights = Alignment.from_groups(
+                [], [], self.source_words[i], self.target_words[i], rows
+            ).weights
+            out.append(weights)
+        return out
+
+
+def disagreement(forward: list[Tensor], reverse: list[Tensor]) -> Tensor:
+    """Summed squared difference between each pair's forward word alignment (J x I) and the
+    transpose of its reverse one (I x J)."""
+    return sum(((f - r.T) ** 2).sum() for f, r in zip(forward, reverse, strict=True))
+
+
+def adapt_jointly(
+    forward: Direction,
+    reverse: Direction,
+    *,
+    agreement: float,
+    epochs: int,
+    lr: float,
+    batch_tokens: int,
+    label_smoothing: float = 0.1,
+    clip_norm: float = 1.0,
+    seed: int = 1,
+    device: torch.device | str = "cpu",
+    report: Callable[[str], None] | None = None,
+) -> list[tuple[float, float]]:
+    """Train both directions' models in place for `epochs` passes over the pairs, on the same
+    batches: each one's translation loss per target token, plus `agreement` times the two word
+    alignments' squared difference per forward target word. AdamW at a constant `lr` for each
+    model, dropout on, seeded; both are left in eval mode. Returns, per pass, the two translation
+    losses' mean and the disagreement per word."""
+    if epochs < 0 or lr <= 0 or batch_tokens < 1 or agreement < 0:
+        raise ValueError(
+            "joint adaptation needs epochs >= 0, lr > 0, batch_tokens >= 1, agreement >= 0: "
+            f"{epochs}, {lr}, {batch_tokens}, {agreement}"
+        )
+    if len(forward.sources) != len(reverse.sources):
+        raise ValueError(
+            f"{len(forward.sources)} forward pairs but {len(reverse.sources)} reverse pairs"
+        )
+    # a batch holds the same pairs in both directions: its size is set by the longer of the two
+    longest = [
+        (max(len(fs), len(rt)), max(len(ft), len(rs)))
+        for fs, ft, rs, rt in zip(
+            forward.sources, forward.targets, reverse.sources, reverse.targets, strict=True
+        )
+    ]
+    src_lens, tgt_lens = [a for a, _ in longest], [b for _, b in longest]
+    models = (forward.model, reverse.model)
+    optimizers = [
+        torch.optim.AdamW(m.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
+        for m in models
+    ]
+    history = []
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in models:
+            m.train()
+        try:
+            for epoch in range(epochs):
+                ce_sum, ce_tokens, apart, words = 0.0, 0, 0.0, 0
+                for indices in token_batches(src_lens, tgt_lens, batch_tokens, seed + epoch):
+                    indices = indices.tolist()
+                    loss, aligned = 0.0, []
+                    for direction in (forward, reverse):
+                        batch = collate(direction.corpus, indices).to(device)
+                        logits, attention = direction.model(batch.src, batch.tgt_in, need_attn=True)
+                        ce = label_smoothed_loss(logits, batch.tgt_out, label_smoothing)
+                        loss = loss + ce / batch.tgt_tokens
+                        ce_sum, ce_tokens = ce_sum + ce.item(), ce_tokens + batch.tgt_tokens
+                        aligned.append(direction.word_alignments(attention, indices))
+                    n_words = max(sum(len(forward.target_words[i]) for i in indices), 1)
+                    apart_sum = disagreement(*aligned)
+                    loss = loss + agreement * apart_sum / n_words
+                    for opt in optimizers:
+                        opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    for m, opt in zip(models, optimizers, strict=True):
+                        nn.utils.clip_grad_norm_(m.parameters(), clip_norm)
+                        opt.step()
+                    apart, words = apart + float(apart_sum.detach()), words + n_words
+                history.append((ce_sum / max(ce_tokens, 1), apart / max(words, 1)))
+                (report or log.info)(
+                    f"adapting both directions: pass {epoch + 1}/{epochs}, loss "
+                    f"{history[-1][0]:.3f}, disagreement {history[-1][1]:.4f} per word, "
+                    f"{time.perf_counter() - start:.0f} s"
+                )
+        finally:
+            for m in models:
+                m.eval()
+    return history

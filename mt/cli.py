@@ -411,6 +411,14 @@ def align_parser() -> argparse.ArgumentParser:
         help="learning rate of --adapt (default: the run's model.align_adapt_lr)",
     )
     parser.add_argument(
+        "--adapt-agreement",
+        type=float,
+        metavar="WEIGHT",
+        help="with --reverse-run: adapt both directions together, adding WEIGHT times the squared "
+        "difference of their word alignments to their losses, so that each learns the links the "
+        "other sees too; 0: each on its own (default: the run's model.align_adapt_agreement)",
+    )
+    parser.add_argument(
         "--beam",
         type=positive_int,
         help="beam size of the model's translation (default: the run's decode.beam_size)",
@@ -445,8 +453,11 @@ def align_command(argv: list[str]) -> None:
         fail(UserError("a corpus needs both --src and --tgt"))
     if not corpus and args.sentence is None:
         fail(UserError("give a SENTENCE to align, or --src and --tgt for a corpus"))
-    if not corpus and (args.gold or args.untokenize or args.adapt is not None):
+    adapting = args.adapt is not None or args.adapt_agreement is not None
+    if not corpus and (args.gold or args.untokenize or adapting):
         fail(UserError("--gold, --untokenize and --adapt work on a corpus: give --src and --tgt"))
+    if args.adapt_agreement and not args.reverse_run:
+        fail(UserError("--adapt-agreement adapts both directions together: give --reverse-run"))
     if corpus:
         align_corpus(args)
         return
@@ -535,12 +546,24 @@ def align_corpus(args: argparse.Namespace) -> None:
             untokenize=args.untokenize,
             report=lambda line: print(line, file=sys.stderr, flush=True),
         )
-        translator.adapt(src_words, tgt_words, **adapting)
-        found = translator.align_words(src_words, tgt_words, **common, **options)
-        links = [set(a.links) for a in found]
+        reverse = None
         if args.reverse_run:
             reverse = Translator.load(args.reverse_run, args.checkpoint, args.device, args.engine)
-            reverse.adapt(tgt_words, src_words, **adapting)
+        agreement = args.adapt_agreement
+        if agreement is None:
+            agreement = float(translator.cfg.model.get("align_adapt_agreement", 0.0))
+        if reverse is not None and agreement:
+            translator.adapt_jointly(
+                reverse, src_words, tgt_words, agreement=agreement, method=args.method,
+                **adapting, **options,
+            )  # fmt: skip
+        else:
+            translator.adapt(src_words, tgt_words, **adapting)
+            if reverse is not None:
+                reverse.adapt(tgt_words, src_words, **adapting)
+        found = translator.align_words(src_words, tgt_words, **common, **options)
+        links = [set(a.links) for a in found]
+        if reverse is not None:
             backward = reverse.align_words(tgt_words, src_words, **common)
             if soft:
                 reading = translator.read(args.method, args.diagonal, args.links, args.threshold)

@@ -82,6 +82,8 @@ class TransformerConfig:
     align_threshold: float = 0.0  # also link every pair weighing at least this (0: none)
     align_adapt: int = 0  # mt align on a corpus: passes of training on its pairs first (0: none)
     align_adapt_lr: float = 3.0e-4  # the learning rate of those passes
+    align_adapt_agreement: float = 0.0  # with a reverse run: both adapted together, this weight
+    # on their word alignments' disagreement (mt.adapt.adapt_jointly; 0: each on its own)
     align_full_context: bool = False  # the aligned layers' attention with the whole target in view
 
 
@@ -105,6 +107,8 @@ class RNNConfig:
     align_threshold: float = 0.0  # also link every pair weighing at least this (0: none)
     align_adapt: int = 0  # mt align on a corpus: passes of training on its pairs first (0: none)
     align_adapt_lr: float = 3.0e-4  # the learning rate of those passes
+    align_adapt_agreement: float = 0.0  # with a reverse run: both adapted together, this weight
+    # on their word alignments' disagreement (mt.adapt.adapt_jointly; 0: each on its own)
     attention_mode: str = "soft"  # soft | hard (one source position: Gumbel-softmax, argmax)
     gumbel_temperature: float = 1.0  # hard attention in training: straight-through Gumbel-softmax
 

@@ -53,6 +53,7 @@ RESUMABLE_KEYS = {
     "model.align_threshold",
     "model.align_adapt",
     "model.align_adapt_lr",
+    "model.align_adapt_agreement",
 }
 
 
@@ -76,6 +77,9 @@ ADDED_KEYS = {
     "train.join_extra": 0.0,
     "train.join_most": 3,
     "train.schedule": "inverse_sqrt",
+    "train.plateau_patience": 2,
+    "train.plateau_factor": 0.5,
+    "model.align_adapt_agreement": 0.0,
 }
 
 

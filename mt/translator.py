@@ -322,23 +322,9 @@ class Translator:
         the pairs' own domain, learnt before they are aligned. Default: the run's model.align_adapt
         and align_adapt_lr. `report(line)` tells each pass (default: logged). Returns each pass's
         loss per target token ([] for 0 passes)."""
-        model_cfg = self.cfg.model
-        epochs = int(model_cfg.get("align_adapt", 0)) if epochs is None else epochs
-        lr = float(model_cfg.get("align_adapt_lr", 3e-4)) if lr is None else lr
-        if epochs < 0 or not lr > 0:
-            raise TranslatorError(
-                f"adaptation: {epochs} passes at learning rate {lr}; passes are 0 or more, the "
-                "learning rate above 0"
-            )
-        if len(sources) != len(targets):
-            raise TranslatorError(f"{len(sources)} source sentences but {len(targets)} targets")
+        epochs, lr = self._adaptation(sources, targets, epochs, lr)
         if epochs == 0:
             return []
-        if self.engine != "torch":
-            raise TranslatorError(
-                f"adaptation trains the model: the {self.engine} engine cannot (use the torch "
-                "engine, or --adapt 0)"
-            )
         from mt.adapt import adapt
 
         src = self._encode_words(sources, "src", untokenize)
@@ -354,6 +340,100 @@ class Translator:
             device=self.model.device,
             report=report,
         )
+
+    def _adaptation(
+        self,
+        sources: Sequence[Sequence[str]],
+        targets: Sequence[Sequence[str]],
+        epochs: int | None,
+        lr: float | None,
+    ) -> tuple[int, float]:
+        """Passes and learning rate of an adaptation (the run's model.align_adapt and
+        align_adapt_lr where None), checked with the pairs and the engine."""
+        model_cfg = self.cfg.model
+        epochs = int(model_cfg.get("align_adapt", 0)) if epochs is None else epochs
+        lr = float(model_cfg.get("align_adapt_lr", 3e-4)) if lr is None else lr
+        if epochs < 0 or not lr > 0:
+            raise TranslatorError(
+                f"adaptation: {epochs} passes at learning rate {lr}; passes are 0 or more, the "
+                "learning rate above 0"
+            )
+        if len(sources) != len(targets):
+            raise TranslatorError(f"{len(sources)} source sentences but {len(targets)} targets")
+        if epochs and self.engine != "torch":
+            raise TranslatorError(
+                f"adaptation trains the model: the {self.engine} engine cannot (use the torch "
+                "engine, or --adapt 0)"
+            )
+        return epochs, lr
+
+    def direction(
+        self,
+        sources: Sequence[Sequence[str]],
+        targets: Sequence[Sequence[str]],
+        untokenize: bool = False,
+        method: str | None = None,
+    ):
+        """The pairs (given as words, as `align_words` takes them) as this model trains on them and
+        reads their alignment: an `mt.adapt.Direction`."""
+        from mt.adapt import Direction
+
+        src = self._encode_words(sources, "src", untokenize)
+        tgt = self._encode_words(targets, "tgt", untokenize)
+        return Direction(
+            self.model.model,
+            [ids for ids, _ in src],
+            [ids for ids, _ in tgt],
+            [groups for _, groups in src],
+            [groups for _, groups in tgt],
+            self.read(method).rows,
+        )
+
+    def adapt_jointly(
+        self,
+        reverse: Translator,
+        sources: Sequence[Sequence[str]],
+        targets: Sequence[Sequence[str]],
+        *,
+        agreement: float | None = None,
+        epochs: int | None = None,
+        lr: float | None = None,
+        untokenize: bool = False,
+        layer: int | list[int] | None = None,
+        head: int | None = None,
+        method: str | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> list[tuple[float, float]]:
+        """`adapt` for this model and `reverse` (a run of the other direction, which aligns
+        `targets` to `sources`) together, with the agreement of their word alignments weighted by
+        `agreement` (mt.adapt.adapt_jointly; default: this run's model.align_adapt_agreement).
+        This model's alignment is read from `layer`, `head` and `method` as `align_words` reads it,
+        the reverse model's as its run says. Returns each pass's mean translation loss and
+        disagreement per word ([] for 0 passes)."""
+        epochs, lr = self._adaptation(sources, targets, epochs, lr)
+        if agreement is None:
+            agreement = float(self.cfg.model.get("align_adapt_agreement", 0.0))
+        if not agreement >= 0:
+            raise TranslatorError(f"adaptation: agreement weight {agreement}: 0 or more")
+        reverse._adaptation(targets, sources, epochs, lr)
+        self.needs_attention()
+        reverse.needs_attention()
+        if epochs == 0:
+            return []
+        from mt.adapt import adapt_jointly
+
+        with self.reading(layer, head):
+            return adapt_jointly(
+                self.direction(sources, targets, untokenize, method),
+                reverse.direction(targets, sources, untokenize, method),
+                agreement=agreement,
+                epochs=epochs,
+                lr=lr,
+                batch_tokens=int(self.cfg.train.batch_tokens),
+                label_smoothing=float(self.cfg.train.label_smoothing),
+                device=self.model.device,
+                report=report,
+            )
 
     def align_words(
         self,

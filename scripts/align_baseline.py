@@ -88,6 +88,14 @@ def main() -> None:
         "never the gold links) (default: the run's model.align_adapt)",
     )
     parser.add_argument(
+        "--adapt-agreement",
+        type=float,
+        metavar="WEIGHT",
+        help="with --reverse-run: both directions adapted together, WEIGHT on their alignments' "
+        "disagreement (`mt align --adapt-agreement`; default: the run's "
+        "model.align_adapt_agreement)",
+    )
+    parser.add_argument(
         "--diagonal",
         type=float,
         metavar="STRENGTH",
@@ -107,8 +115,17 @@ def main() -> None:
     from mt.translator import Translator
 
     model = Translator.load(args.run, device="cpu")
+    reverse = Translator.load(args.reverse_run, device="cpu") if args.reverse_run else None
     adapting = dict(epochs=args.adapt, untokenize=args.untokenize)
-    passes = len(model.adapt(gold_src, gold_tgt, **adapting))
+    weight = args.adapt_agreement
+    if weight is None:
+        weight = float(model.cfg.model.get("align_adapt_agreement", 0.0))
+    if reverse is not None and weight:
+        passes = len(model.adapt_jointly(reverse, gold_src, gold_tgt, agreement=weight, **adapting))
+    else:
+        passes = len(model.adapt(gold_src, gold_tgt, **adapting))
+        if reverse is not None:
+            reverse.adapt(gold_tgt, gold_src, **adapting)
     # the attention as it is, read once: each reading's prior and rule are applied by Reading.words
     raw = dict(untokenize=args.untokenize, prior=0.0)
     found = model.align_words(gold_src, gold_tgt, **raw)
@@ -117,10 +134,9 @@ def main() -> None:
     label = f"layer {model.cfg.model.get('align_layer')}, {reading.method}, {reading.links}"
     label += f", diagonal {reading.prior:g}" if reading.prior else ""
     label += f", adapted {passes} passes" if passes else ""
+    label += f" together, agreement {weight:g}" if passes and reverse is not None and weight else ""
     rows.append((f"mt {Path(args.run).name} ({label})", forward))
-    if args.reverse_run:
-        reverse = Translator.load(args.reverse_run, device="cpu")
-        reverse.adapt(gold_tgt, gold_src, **adapting)
+    if reverse is not None:
         found_back = reverse.align_words(gold_tgt, gold_src, **raw)
         reverse_reading = reverse.read(prior=args.diagonal)
         backward = [{(i, j) for j, i in reverse_reading.words(a).links} for a in found_back]

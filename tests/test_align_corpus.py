@@ -20,6 +20,7 @@ from mt.alignment import (
     shifted,
     symmetrize,
 )
+from mt.batching import collate
 from mt.translator import TranslatorError
 from tests.conftest import run_mt
 
@@ -421,3 +422,47 @@ def test_align_readings_script_scores_as_mt_align_does(toy_run, tmp_path):
         set(replace(a, weights=diagonal_prior(a.weights, 100.0), rule="mutual").links) for a in both
     ]
     assert round(100 * alignment_scores(diagonal, gold, gold)["aer"], 1) not in scores
+
+
+def test_joint_adaptation_reads_attention_as_alignments_are_read(toy_run):
+    """What joint adaptation makes agree is the word alignment `align_words` reads."""
+    translator = Translator.load(toy_run, "last")
+    src, tgt = [p[0].split() for p in PAIRS], [p[1].split() for p in PAIRS]
+    direction = translator.direction(src, tgt)
+    batch = collate(direction.corpus, [0, 1, 2])
+    with torch.no_grad():
+        _, attention = direction.model(batch.src, batch.tgt_in, need_attn=True)
+    ours = direction.word_alignments(attention, [0, 1, 2])
+    read = translator.align_words(src, tgt, prior=0.0)
+    for weights, alignment in zip(ours, read, strict=True):
+        torch.testing.assert_close(weights, alignment.weights, atol=1e-5, rtol=0)
+
+
+def test_joint_adaptation_makes_both_directions_agree(toy_run):
+    src, tgt = [p[0].split() for p in PAIRS], [p[1].split() for p in PAIRS]
+    apart = {}
+    for weight in (0.0, 1.0):
+        forward, reverse = Translator.load(toy_run, "last"), Translator.load(toy_run, "last")
+        history = forward.adapt_jointly(reverse, src, tgt, agreement=weight, epochs=6,
+                                        lr=1e-3)  # fmt: skip
+        assert len(history) == 6 and not forward.model.model.training
+        apart[weight] = history[-1][1]
+    # the same passes and seed: only the agreement term differs
+    assert apart[1.0] < 0.5 * apart[0.0], apart
+    forward = Translator.load(toy_run, "last")
+    assert forward.adapt_jointly(forward, src, tgt, agreement=1.0, epochs=0) == []
+    with pytest.raises(TranslatorError, match="agreement weight -1.0: 0 or more"):
+        forward.adapt_jointly(forward, src, tgt, agreement=-1.0, epochs=1)
+
+
+def test_align_corpus_adapts_both_directions_together(toy_run, tmp_path):
+    (tmp_path / "src").write_text("".join(p[0] + "\n" for p in PAIRS))
+    (tmp_path / "tgt").write_text("".join(p[1] + "\n" for p in PAIRS))
+    files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
+    result = run_mt("align", "--run", str(toy_run), *files, "--adapt", "2", "--reverse-run",
+                    str(toy_run), "--adapt-agreement", "0.5", "--symmetrize", "soft")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("adapting both directions: pass 2/2") == 1
+    assert len(result.stdout.splitlines()) == 3
+    result = run_mt("align", "--run", str(toy_run), *files, "--adapt-agreement", "0.5")
+    assert result.returncode == 1 and "--adapt-agreement adapts both directions" in result.stderr
