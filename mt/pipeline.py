@@ -147,7 +147,5 @@ def train_pipeline(cfg: DictConfig) -> Path:
         train = batching.joined(
             encoded["train"], cfg.train.join_extra, cfg.train.join_most, cfg.seed
         )
-        if device.type == "cpu":  # after the stages, whose peak memory need not stay the process's
-            process.keep_freed_memory()
         Trainer(cfg.train, model, train, encoded[dev], run_dir, device, cfg.seed, validate).train()
     return run_dir

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from mt import checkpoint, distributed, metrics
+from mt import checkpoint, distributed, metrics, process
 from mt.batching import Batch, EncodedCorpus, collate, token_batches, training_updates
 from mt.errors import MTError
 from mt.loss import alignment_loss, label_smoothed_loss
@@ -71,6 +71,8 @@ class Trainer:
         validate: Validate,
     ):
         self.cfg, self.model, self.device, self.seed = cfg, model.to(device), device, seed
+        if device.type == "cpu":  # each update's logits reuse the last one's pages
+            process.keep_freed_memory()
         self.train_data, self.dev_data = train_data, dev_data
         self.run_dir, self.ckpt_dir = run_dir, run_dir / "checkpoints"
         self.validate_fn = validate
