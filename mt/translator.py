@@ -335,10 +335,16 @@ class Translator:
             [t[0] for t in tgt],
             epochs=epochs,
             lr=lr,
+            report=report,
+            **self._adaptation_settings(),
+        )
+
+    def _adaptation_settings(self) -> dict:
+        """What adaptation takes from the run: its batch size, label smoothing, and the device."""
+        return dict(
             batch_tokens=int(self.cfg.train.batch_tokens),
             label_smoothing=float(self.cfg.train.label_smoothing),
             device=self.model.device,
-            report=report,
         )
 
     def _adaptation(
@@ -429,10 +435,8 @@ class Translator:
                 agreement=agreement,
                 epochs=epochs,
                 lr=lr,
-                batch_tokens=int(self.cfg.train.batch_tokens),
-                label_smoothing=float(self.cfg.train.label_smoothing),
-                device=self.model.device,
                 report=report,
+                **self._adaptation_settings(),
             )
 
     def align_words(
