@@ -1,6 +1,6 @@
 """docs/results.csv, one row per reported result, and the Markdown tables made from it.
 
-    python scripts/results.py add --run RUN [--split S] --command "make train ARGS=…" [--note …] [--headline]
+    python scripts/results.py add --run RUN [--split S] --command "make train ARGS=…" [--note …] [--headline] [--replace]
     python scripts/results.py render          # the tables in README.md and docs/RESULTS.md
 
 `add` reads what the run wrote — config.yaml, metrics.jsonl (training minutes and updates),
@@ -8,6 +8,10 @@ train.log (how training ended), eval/<split>.scores.json (`mt eval`) — and app
 machine and today's date. `render` rewrites the blocks between `<!-- results:NAME -->` and
 `<!-- /results -->` in the documents; NAME picks the rows (`all`; `headline`: the rows marked so,
 which the README shows; or a data name such as `multi30k_en_de`).
+
+A run that trains on after it was reported (resumed in a later session) is reported again with
+`add --replace`: the row takes the place of the run's earlier rows — those with the same data,
+split, model, experiment, command and checkpoint — instead of standing beside them.
 
 How a training ended (`ended`): `converged` (early stopping: train.patience validations without a
 better dev score), `budget` (train.max_minutes), `update limit` / `epoch limit` (train.max_steps /
@@ -156,6 +160,23 @@ def run_row(run: Path, split: str | None, command: str, note: str, headline: boo
     }
 
 
+SAME_RUN = ("data", "split", "model", "experiment", "command", "checkpoint")
+
+
+def replace_rows(rows: list[dict], new: dict) -> tuple[list[dict], list[dict]]:
+    """`rows` with `new` in the place of the earlier rows of the same run (equal in SAME_RUN), or
+    appended when there are none; and the rows it replaced."""
+    out, replaced = [], []
+    for row in rows:
+        if any(row[k] != str(new[k]) for k in SAME_RUN):
+            out.append(row)
+        else:
+            if not replaced:
+                out.append(new)
+            replaced.append(row)
+    return (out if replaced else [*rows, new]), replaced
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| data | split | model | training | test BLEU | chrF | tok-lc BLEU | date, machine |",
@@ -208,13 +229,31 @@ def main() -> None:
     add.add_argument("--command", required=True, help="the command that reproduces the run")
     add.add_argument("--note", default="", help="anything a reader must know (shared cores, …)")
     add.add_argument("--headline", action="store_true", help="shown in the README's table too")
+    add.add_argument(
+        "--replace",
+        action="store_true",
+        help="the run was reported before (and trained on since): its earlier rows give way",
+    )
     sub.add_parser("render", help="rewrite the results tables of README.md and docs/RESULTS.md")
     args = parser.parse_args()
     rows = read_rows()
     if args.action == "add":
-        rows.append(run_row(args.run, args.split, args.command, args.note, args.headline))
+        new = run_row(args.run, args.split, args.command, args.note, args.headline)
+        if args.replace:
+            rows, replaced = replace_rows(rows, new)
+            if not replaced:
+                sys.exit(
+                    f"--replace: no earlier row of this run ({', '.join(SAME_RUN)} as "
+                    f"{', '.join(str(new[k]) for k in SAME_RUN)}); nothing written"
+                )
+            for old in replaced:
+                print(
+                    f"replaces the row of {old['date']}: {old['updates']} updates, BLEU {old['bleu']}"
+                )
+        else:
+            rows.append(new)
         write_rows(rows)
-        print(table(rows[-1:]))
+        print(table([new]))
     render(rows)
 
 

@@ -1,6 +1,7 @@
 """Every `mt train` / `make train` / `make bench` override the README documents composes with the
 configs in conf/, so the README cannot drift from them."""
 
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -11,6 +12,17 @@ from hydra import compose, initialize_config_dir
 from mt.config import CONF_DIR
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def load_results_script():
+    spec = importlib.util.spec_from_file_location(
+        "results", README.parent / "scripts" / "results.py"
+    )
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    return results
+
+
 OVERRIDE = re.compile(r"^[+~]?[A-Za-z_][\w.]*=")
 
 
@@ -59,12 +71,7 @@ def test_a_documented_override_composes(overrides):
 def test_results_tables_are_made_from_results_csv():
     """The results tables of the README and docs/RESULTS.md are those that scripts/results.py
     renders from docs/results.csv, and every row names its command."""
-    import importlib.util
-
-    root = README.parent
-    spec = importlib.util.spec_from_file_location("results", root / "scripts" / "results.py")
-    results = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(results)
+    results = load_results_script()
     rows = results.read_rows()
     assert rows, "docs/results.csv has no rows"
     for path in results.DOCUMENTS:
@@ -81,13 +88,7 @@ def test_results_tables_are_made_from_results_csv():
 
 
 def test_results_rows_say_how_training_ended(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "results", README.parent / "scripts" / "results.py"
-    )
-    results = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(results)
+    results = load_results_script()
     log = tmp_path / "train.log"
     assert results.how_it_ended(tmp_path) == "stopped"  # no log at all
     for reason, ended in (
@@ -103,3 +104,21 @@ def test_results_rows_say_how_training_ended(tmp_path):
             "bleu 40.00 at step 3400\n"
         )
         assert results.how_it_ended(tmp_path) == ended
+
+
+def test_a_run_reported_again_replaces_its_earlier_rows():
+    """`results.py add --replace`: the new row of a resumed run takes the place of its old ones,
+    and rows of other runs stay where they are."""
+    results = load_results_script()
+
+    def row(command: str, bleu: str, updates: int) -> dict:
+        same = dict.fromkeys(results.SAME_RUN, "x")
+        return same | {"command": command, "bleu": bleu, "updates": updates}
+
+    rows = [row("a", "50.0", 100), row("b", "40.0", 100), row("a", "51.0", 200)]
+    new = row("a", "52.0", 300)
+    out, replaced = results.replace_rows(rows, new)
+    assert [r["bleu"] for r in out] == ["52.0", "40.0"]
+    assert [r["bleu"] for r in replaced] == ["50.0", "51.0"]
+    out, replaced = results.replace_rows(rows, row("c", "30.0", 300))
+    assert [r["bleu"] for r in out] == ["50.0", "40.0", "51.0", "30.0"] and replaced == []
