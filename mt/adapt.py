@@ -10,6 +10,11 @@ gold links — then aligns them with the adapted weights. The run's files are le
 et al. 2016, "Agreement-based joint training for bidirectional attention-based NMT"): the squared
 difference between the forward model's word alignment of each pair and the transpose of the reverse
 model's, so that each direction's attention is pulled towards the links the other one sees too.
+
+Both can also be guided (`links`, `guided_weight`; `mt align --adapt-guided`): the attention the
+model aligns with is trained towards a statistical aligner's links of the same pairs, as guided
+alignment trains it on the training corpus (mt.guided; Garg et al. 2019) — a teacher of the new
+domain, which the attention, reading the whole sentence pair, can improve on.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from torch import Tensor, nn
 
 from mt.alignment import Alignment
 from mt.batching import EncodedCorpus, collate, token_batches
-from mt.loss import label_smoothed_loss
+from mt.loss import alignment_loss, label_smoothed_loss
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +47,22 @@ def adapt(
     seed: int = 1,
     device: torch.device | str = "cpu",
     report: Callable[[str], None] | None = None,
+    links: list[list[tuple[int, int]]] | None = None,
+    guided_weight: float = 0.0,
 ) -> list[float]:
     """Train `model` in place for `epochs` passes over the pairs (ids ending in EOS) with AdamW at a
     constant `lr`, batches of at most `batch_tokens` (sentences x longest side), dropout on, seeded;
-    the model is left in eval mode. Each pass is reported by `report` (default: logged). Returns the
-    loss per target token of each pass."""
-    if epochs < 0 or lr <= 0 or batch_tokens < 1:
+    the model is left in eval mode. With `links` (each pair's (target, source) position links) and
+    `guided_weight` > 0, the loss adds that weight times the alignment loss of the attention the
+    model aligns with (mt.loss.alignment_loss, as guided training adds it). Each pass is reported by
+    `report` (default: logged). Returns the translation loss per target token of each pass."""
+    if epochs < 0 or lr <= 0 or batch_tokens < 1 or guided_weight < 0:
         raise ValueError(
-            f"adaptation needs epochs >= 0, lr > 0, batch_tokens >= 1: {epochs}, {lr}, {batch_tokens}"
+            "adaptation needs epochs >= 0, lr > 0, batch_tokens >= 1, guided_weight >= 0: "
+            f"{epochs}, {lr}, {batch_tokens}, {guided_weight}"
         )
-    corpus = EncodedCorpus.from_ids(sources, targets)
+    guided = links is not None and guided_weight > 0
+    corpus = EncodedCorpus.from_ids(sources, targets, links if guided else None)
     src_lens = [len(s) for s in sources]
     tgt_lens = [len(t) for t in targets]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
@@ -62,22 +73,26 @@ def adapt(
         model.train()
         try:
             for epoch in range(epochs):
-                total, tokens = 0.0, 0
+                total, aligned, tokens = 0.0, 0.0, 0
                 for indices in token_batches(src_lens, tgt_lens, batch_tokens, seed + epoch):
                     batch = collate(corpus, indices.tolist()).to(device)
-                    logits, _ = model(batch.src, batch.tgt_in, need_attn=False)
+                    logits, attention = model(batch.src, batch.tgt_in, need_attn=guided)
                     loss = label_smoothed_loss(logits, batch.tgt_out, label_smoothing)
                     n = batch.tgt_tokens
+                    total, tokens = total + loss.item(), tokens + n
+                    if guided:
+                        guide = alignment_loss(attention, batch.align)
+                        loss = loss + guided_weight * guide
+                        aligned += guide.item()
                     optimizer.zero_grad(set_to_none=True)
                     (loss / n).backward()
                     nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
                     optimizer.step()
-                    total, tokens = total + loss.item(), tokens + n
                 losses.append(total / max(tokens, 1))
-                (report or log.info)(
-                    f"adapting: pass {epoch + 1}/{epochs}, loss {losses[-1]:.3f}, "
-                    f"{time.perf_counter() - start:.0f} s"
-                )
+                line = f"adapting: pass {epoch + 1}/{epochs}, loss {losses[-1]:.3f}"
+                if guided:
+                    line += f", alignment loss {aligned / max(tokens, 1):.3f}"
+                (report or log.info)(f"{line}, {time.perf_counter() - start:.0f} s")
         finally:
             model.eval()
     return losses
@@ -88,7 +103,8 @@ class Direction:
     """One direction's view of the pairs adapted jointly: its model, each pair's ids (ending in
     EOS) and, per word, the indices of its pieces (source and target words as the pair gives them:
     the reverse direction's source words are the forward one's target words); `rows` takes a pair's
-    piece-level attention (T, S) to the rows the model's reading uses (mt.alignment.Reading.rows)."""
+    piece-level attention (T, S) to the rows the model's reading uses (mt.alignment.Reading.rows);
+    `links`, for guided adaptation: each pair's (target, source) piece links."""
 
     model: nn.Module
     sources: list[list[int]]
@@ -96,9 +112,10 @@ class Direction:
     source_words: list[list[list[int]]]
     target_words: list[list[list[int]]]
     rows: Callable[[Tensor], Tensor]
+    links: list[list[tuple[int, int]]] | None = None
 
     def __post_init__(self):
-        self.corpus = EncodedCorpus.from_ids(self.sources, self.targets)
+        self.corpus = EncodedCorpus.from_ids(self.sources, self.targets, self.links)
 
     def word_alignments(self, attention: Tensor, indices: list[int]) -> list[Tensor]:
         """Batch attention (B, T, S) -> each pair's (target words x source words) weights, as
@@ -132,16 +149,18 @@ def adapt_jointly(
     seed: int = 1,
     device: torch.device | str = "cpu",
     report: Callable[[str], None] | None = None,
+    guided_weight: float = 0.0,
 ) -> list[tuple[float, float]]:
     """Train both directions' models in place for `epochs` passes over the pairs, on the same
     batches: each one's translation loss per target token, plus `agreement` times the two word
-    alignments' squared difference per forward target word. AdamW at a constant `lr` for each
-    model, dropout on, seeded; both are left in eval mode. Returns, per pass, the two translation
-    losses' mean and the disagreement per word."""
-    if epochs < 0 or lr <= 0 or batch_tokens < 1 or agreement < 0:
+    alignments' squared difference per forward target word (and, for a direction with `links`,
+    `guided_weight` times its alignment loss per target token, as `adapt` adds it). AdamW at a
+    constant `lr` for each model, dropout on, seeded; both are left in eval mode. Returns, per
+    pass, the two translation losses' mean and the disagreement per word."""
+    if epochs < 0 or lr <= 0 or batch_tokens < 1 or agreement < 0 or guided_weight < 0:
         raise ValueError(
-            "joint adaptation needs epochs >= 0, lr > 0, batch_tokens >= 1, agreement >= 0: "
-            f"{epochs}, {lr}, {batch_tokens}, {agreement}"
+            "joint adaptation needs epochs >= 0, lr > 0, batch_tokens >= 1, agreement >= 0, "
+            f"guided_weight >= 0: {epochs}, {lr}, {batch_tokens}, {agreement}, {guided_weight}"
         )
     if len(forward.sources) != len(reverse.sources):
         raise ValueError(
@@ -176,7 +195,10 @@ def adapt_jointly(
                         batch = collate(direction.corpus, indices).to(device)
                         logits, attention = direction.model(batch.src, batch.tgt_in, need_attn=True)
                         ce = label_smoothed_loss(logits, batch.tgt_out, label_smoothing)
-                        loss = loss + ce / batch.tgt_tokens
+                        term = ce
+                        if guided_weight and batch.align is not None:
+                            term = term + guided_weight * alignment_loss(attention, batch.align)
+                        loss = loss + term / batch.tgt_tokens
                         ce_sum, ce_tokens = ce_sum + ce.item(), ce_tokens + batch.tgt_tokens
                         aligned.append(direction.word_alignments(attention, indices))
                     n_words = max(sum(len(forward.target_words[i]) for i in indices), 1)

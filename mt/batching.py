@@ -129,8 +129,15 @@ class EncodedCorpus:
         return len(self.src)
 
     @classmethod
-    def from_ids(cls, src: list[list[int]], tgt: list[list[int]]) -> EncodedCorpus:
-        return cls(Ragged.from_rows(src), Ragged.from_rows(tgt))
+    def from_ids(
+        cls,
+        src: list[list[int]],
+        tgt: list[list[int]],
+        links: list[list[tuple[int, int]]] | None = None,
+    ) -> EncodedCorpus:
+        """From lists of ids (and, for guided alignment, each pair's (target, source) links)."""
+        rows = None if links is None else Ragged.from_rows(links, width=2)
+        return cls(Ragged.from_rows(src), Ragged.from_rows(tgt), rows)
 
     def save(self, folder: Path, name: str) -> None:
         """folder/name.src.* and name.tgt.* (Ragged.save)."""

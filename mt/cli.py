@@ -419,6 +419,15 @@ def align_parser() -> argparse.ArgumentParser:
         "other sees too; 0: each on its own (default: the run's model.align_adapt_agreement)",
     )
     parser.add_argument(
+        "--adapt-guided",
+        type=float,
+        metavar="WEIGHT",
+        help="--adapt also trains the attention the model aligns with towards eflomal's links of "
+        "the --src/--tgt pairs, learnt together with the run's training split (never --gold; "
+        "needs eflomal and the run's corpus), WEIGHT on that alignment loss; 0: not guided "
+        "(default: the run's model.align_adapt_guided)",
+    )
+    parser.add_argument(
         "--beam",
         type=positive_int,
         help="beam size of the model's translation (default: the run's decode.beam_size)",
@@ -453,7 +462,7 @@ def align_command(argv: list[str]) -> None:
         fail(UserError("a corpus needs both --src and --tgt"))
     if not corpus and args.sentence is None:
         fail(UserError("give a SENTENCE to align, or --src and --tgt for a corpus"))
-    adapting = args.adapt is not None or args.adapt_agreement is not None
+    adapting = any(a is not None for a in (args.adapt, args.adapt_agreement, args.adapt_guided))
     if not corpus and (args.gold or args.untokenize or adapting):
         fail(UserError("--gold, --untokenize and --adapt work on a corpus: give --src and --tgt"))
     if args.adapt_agreement and not args.reverse_run:
@@ -511,6 +520,24 @@ def combine_directions(args: argparse.Namespace, translator, alignment):
     return alignment, al.symmetrize(set(alignment.links), reverse_links, args.symmetrize)
 
 
+def adaptation_guide(
+    translator, args: argparse.Namespace, src_words: list, tgt_words: list
+) -> tuple[list | None, float]:
+    """Guided adaptation's word links of the pairs (eflomal's, learnt with the run's training
+    split) and weight: the run's model.align_adapt_guided unless --adapt-guided; no links when the
+    weight or the passes are 0."""
+    model_cfg = translator.cfg.model
+    weight = args.adapt_guided
+    if weight is None:
+        weight = float(model_cfg.get("align_adapt_guided", 0.0))
+    passes = args.adapt if args.adapt is not None else int(model_cfg.get("align_adapt", 0))
+    if weight < 0:
+        raise UserError(f"--adapt-guided {weight}: a weight of 0 or more")
+    if not (weight and passes):
+        return None, weight
+    return translator.guide_links(src_words, tgt_words), weight
+
+
 def align_corpus(args: argparse.Namespace) -> None:
     """`mt align --src --tgt [--gold] [--reverse-run]`: Pharaoh links per line, AER with --gold."""
     from mt import alignment as al
@@ -552,15 +579,18 @@ def align_corpus(args: argparse.Namespace) -> None:
         agreement = args.adapt_agreement
         if agreement is None:
             agreement = float(translator.cfg.model.get("align_adapt_agreement", 0.0))
+        guide, weight = adaptation_guide(translator, args, src_words, tgt_words)
+        adapting.update(guided_weight=weight)
         if reverse is not None and agreement:
             translator.adapt_jointly(
                 reverse, src_words, tgt_words, agreement=agreement, method=args.method,
-                **adapting, **options,
+                guide=guide, **adapting, **options,
             )  # fmt: skip
         else:
-            translator.adapt(src_words, tgt_words, **adapting)
+            translator.adapt(src_words, tgt_words, guide=guide, **adapting)
             if reverse is not None:
-                reverse.adapt(tgt_words, src_words, **adapting)
+                backward = None if guide is None else [{(j, i) for i, j in g} for g in guide]
+                reverse.adapt(tgt_words, src_words, guide=backward, **adapting)
         found = translator.align_words(src_words, tgt_words, **common, **options)
         links = [set(a.links) for a in found]
         if reverse is not None:

@@ -84,6 +84,8 @@ class TransformerConfig:
     align_adapt_lr: float = 3.0e-4  # the learning rate of those passes
     align_adapt_agreement: float = 0.0  # with a reverse run: both adapted together, this weight
     # on their word alignments' disagreement (mt.adapt.adapt_jointly; 0: each on its own)
+    align_adapt_guided: float = 0.0  # adaptation also trains the aligning attention towards
+    # eflomal's links of the pairs, learnt with the training split (mt.adapt; 0: not guided)
     align_full_context: bool = False  # the aligned layers' attention with the whole target in view
 
 
@@ -109,6 +111,8 @@ class RNNConfig:
     align_adapt_lr: float = 3.0e-4  # the learning rate of those passes
     align_adapt_agreement: float = 0.0  # with a reverse run: both adapted together, this weight
     # on their word alignments' disagreement (mt.adapt.adapt_jointly; 0: each on its own)
+    align_adapt_guided: float = 0.0  # adaptation also trains the aligning attention towards
+    # eflomal's links of the pairs, learnt with the training split (mt.adapt; 0: not guided)
     attention_mode: str = "soft"  # soft | hard (one source position: Gumbel-softmax, argmax)
     gumbel_temperature: float = 1.0  # hard attention in training: straight-through Gumbel-softmax
 

@@ -8,6 +8,9 @@ then links every sentencepiece piece of the two words (pieces and words are matc
 spans in the text). The links are a cached stage, like the token ids: a run and its resumption
 train on the same links. eflomal samples at random without a seed, so rebuilding the stage gives
 slightly different links.
+
+`links_in_context` gives the same aligner's links of other pairs (those `mt align --adapt-guided`
+adapts a model to): learnt together with the training split, as an unsupervised aligner learns.
 """
 
 from __future__ import annotations
@@ -76,8 +79,11 @@ def piece_links(
     return out
 
 
-def run_eflomal(src: list[list[str]], tgt: list[list[str]], how: str) -> tuple[list[Links], float]:
-    """eflomal's links of the word-split pairs, both directions symmetrized by `how`; and seconds."""
+def run_eflomal(
+    src: list[list[str]], tgt: list[list[str]], how: str, last: int | None = None
+) -> tuple[list[Links], float]:
+    """eflomal's links of the word-split pairs, both directions symmetrized by `how` (of the `last`
+    pairs only, when given); and seconds."""
     try:
         import eflomal
     except ImportError:
@@ -103,11 +109,51 @@ def run_eflomal(src: list[list[str]], tgt: list[list[str]], how: str) -> tuple[l
         raise GuidedAlignmentError(
             f"eflomal wrote {len(fwd)}/{len(rev)} lines of links for {len(src)} sentence pairs"
         )
+    first = len(src) - (len(src) if last is None else last)
     links = [
         symmetrize(parse_pharaoh(f)[0], parse_pharaoh(r)[0], how) if s and t else set()
-        for f, r, s, t in zip(fwd, rev, src, tgt, strict=True)
+        for f, r, s, t in zip(fwd[first:], rev[first:], src[first:], tgt[first:], strict=True)
     ]
     return links, time.perf_counter() - start
+
+
+def group_links(
+    links: Links, src_groups: Sequence[Sequence[int]], tgt_groups: Sequence[Sequence[int]]
+) -> list[tuple[int, int]]:
+    """Word links (source word i, target word j) -> piece links (target piece, source piece), where
+    word i is made of pieces src_groups[i] (the groups `Tokenizer.encode_words` gives)."""
+    return sorted({(t, s) for i, j in links for t in tgt_groups[j] for s in src_groups[i]})
+
+
+def links_in_context(
+    corpus_src: Sequence[str],
+    corpus_tgt: Sequence[str],
+    sources: Sequence[Sequence[str]],
+    targets: Sequence[Sequence[str]],
+    symmetrization: str,
+    aligner: str = "eflomal",
+) -> list[Links]:
+    """The aligner's word links (source word, target word) of the pairs `sources` / `targets` (given
+    as words, kept as they are but lower-cased), learnt together with a corpus of raw text pairs
+    (cut into `words`): a few pairs alone are too little for an unsupervised aligner."""
+    if aligner not in ALIGNERS:
+        raise GuidedAlignmentError(f"unknown aligner {aligner!r} ({', '.join(ALIGNERS)})")
+    if len(sources) != len(targets) or len(corpus_src) != len(corpus_tgt):
+        raise GuidedAlignmentError(
+            f"pairs of unequal sides: {len(sources)}/{len(targets)} sentences to align, "
+            f"{len(corpus_src)}/{len(corpus_tgt)} in the corpus"
+        )
+    src = [words(t)[0] for t in corpus_src] + [[w.lower() for w in s] for s in sources]
+    tgt = [words(t)[0] for t in corpus_tgt] + [[w.lower() for w in t] for t in targets]
+    links, seconds = run_eflomal(src, tgt, symmetrization, last=len(sources))
+    log.info(
+        "eflomal aligned %d pairs with %d corpus pairs in %.0f s (%s)",
+        len(sources),
+        len(corpus_src),
+        seconds,
+        symmetrization,
+    )
+    return links
 
 
 def training_links(

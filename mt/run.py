@@ -54,6 +54,7 @@ RESUMABLE_KEYS = {
     "model.align_adapt",
     "model.align_adapt_lr",
     "model.align_adapt_agreement",
+    "model.align_adapt_guided",
 }
 
 
@@ -80,6 +81,7 @@ ADDED_KEYS = {
     "train.plateau_patience": 2,
     "train.plateau_factor": 0.5,
     "model.align_adapt_agreement": 0.0,
+    "model.align_adapt_guided": 0.0,
 }
 
 

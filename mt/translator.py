@@ -19,7 +19,7 @@ from typing import Protocol
 
 from omegaconf import DictConfig
 
-from mt.alignment import Alignment, Reading
+from mt.alignment import Alignment, Links, Reading
 from mt.decoding import DecodeOptions, Hypothesis
 from mt.errors import MTError
 from mt.run import align_sentence, checkpoint_path, load_run, word_alignment
@@ -316,13 +316,18 @@ class Translator:
         lr: float | None = None,
         untokenize: bool = False,
         report: Callable[[str], None] | None = None,
+        guide: Sequence[Links] | None = None,
+        guided_weight: float | None = None,
     ) -> list[float]:
         """Train the loaded model (not the run's files) for `epochs` passes over these sentence pairs,
-        given as words as `align_words` takes them, with its translation loss alone (mt.adapt):
-        the pairs' own domain, learnt before they are aligned. Default: the run's model.align_adapt
-        and align_adapt_lr. `report(line)` tells each pass (default: logged). Returns each pass's
-        loss per target token ([] for 0 passes)."""
+        given as words as `align_words` takes them, with its translation loss (mt.adapt): the
+        pairs' own domain, learnt before they are aligned. Default: the run's model.align_adapt
+        and align_adapt_lr. With `guide` (each pair's word links (source word, target word), e.g.
+        `guide_links`), the attention the model aligns with is also trained towards them, weighted
+        by `guided_weight` (default: the run's model.align_adapt_guided). `report(line)` tells each
+        pass (default: logged). Returns each pass's loss per target token ([] for 0 passes)."""
         epochs, lr = self._adaptation(sources, targets, epochs, lr)
+        guided_weight = self._guided_weight(guide, guided_weight, len(sources))
         if epochs == 0:
             return []
         from mt.adapt import adapt
@@ -336,8 +341,71 @@ class Translator:
             epochs=epochs,
             lr=lr,
             report=report,
+            links=self._piece_links(guide, src, tgt) if guided_weight else None,
+            guided_weight=guided_weight,
             **self._adaptation_settings(),
         )
+
+    def guide_links(
+        self,
+        sources: Sequence[Sequence[str]],
+        targets: Sequence[Sequence[str]],
+        symmetrization: str | None = None,
+    ) -> list[Links]:
+        """A statistical aligner's word links of these pairs (given as words), learnt together
+        with the run's training split, as an unsupervised aligner learns (mt.guided): what
+        `adapt(guide=...)` trains the attention towards. The aligner and its symmetrization are
+        the run's train.guided_alignment and guided_symmetrize (eflomal, grow-diag-final for a run
+        trained without guidance), or `symmetrization`. The corpus is prepared from MT_DATA_DIR
+        when it is set."""
+        import copy
+        import os
+
+        from mt import guided, stages
+
+        cfg = copy.deepcopy(self.cfg)
+        if os.environ.get("MT_DATA_DIR"):
+            cfg.data_dir = os.environ["MT_DATA_DIR"]
+        _, corpus = stages.prepare_stage(cfg)
+        train = corpus["train"]
+        try:
+            return guided.links_in_context(
+                train["src"],
+                train["tgt"],
+                sources,
+                targets,
+                symmetrization or cfg.train.get("guided_symmetrize") or "grow-diag-final",
+                cfg.train.get("guided_alignment") or "eflomal",
+            )
+        except guided.GuidedAlignmentError as e:
+            raise TranslatorError(f"guided adaptation: {e}") from None
+
+    def _guided_weight(
+        self, guide: Sequence[Links] | None, weight: float | None, pairs: int
+    ) -> float:
+        """The weight of guided adaptation (the run's model.align_adapt_guided where None; 0
+        without `guide`), checked."""
+        if weight is None:
+            weight = float(self.cfg.model.get("align_adapt_guided", 0.0))
+        if not weight >= 0:
+            raise TranslatorError(f"adaptation: guided weight {weight}: 0 or more")
+        if guide is None:
+            return 0.0
+        if len(guide) != pairs:
+            raise TranslatorError(f"adaptation: links of {len(guide)} pairs for {pairs} pairs")
+        return weight
+
+    @staticmethod
+    def _piece_links(
+        guide: Sequence[Links], src: list[tuple[list[int], list[list[int]]]], tgt: list
+    ) -> list[list[tuple[int, int]]]:
+        """Word links -> each pair's (target piece, source piece) links, by the words' pieces."""
+        from mt.guided import group_links
+
+        return [
+            group_links(links, s_groups, t_groups)
+            for links, (_, s_groups), (_, t_groups) in zip(guide, src, tgt, strict=True)
+        ]
 
     def _adaptation_settings(self) -> dict:
         """What adaptation takes from the run: its batch size, label smoothing, and the device."""
@@ -379,9 +447,10 @@ class Translator:
         targets: Sequence[Sequence[str]],
         untokenize: bool = False,
         method: str | None = None,
+        guide: Sequence[Links] | None = None,
     ):
         """The pairs (given as words, as `align_words` takes them) as this model trains on them and
-        reads their alignment: an `mt.adapt.Direction`."""
+        reads their alignment, with `guide`'s word links as piece links: an `mt.adapt.Direction`."""
         from mt.adapt import Direction
 
         src = self._encode_words(sources, "src", untokenize)
@@ -393,6 +462,7 @@ class Translator:
             [groups for _, groups in src],
             [groups for _, groups in tgt],
             self.read(method).rows,
+            None if guide is None else self._piece_links(guide, src, tgt),
         )
 
     def adapt_jointly(
@@ -409,14 +479,21 @@ class Translator:
         head: int | None = None,
         method: str | None = None,
         report: Callable[[str], None] | None = None,
+        guide: Sequence[Links] | None = None,
+        guided_weight: float | None = None,
     ) -> list[tuple[float, float]]:
         """`adapt` for this model and `reverse` (a run of the other direction, which aligns
         `targets` to `sources`) together, with the agreement of their word alignments weighted by
-        `agreement` (mt.adapt.adapt_jointly; default: this run's model.align_adapt_agreement).
-        This model's alignment is read from `layer`, `head` and `method` as `align_words` reads it,
-        the reverse model's as its run says. Returns each pass's mean translation loss and
-        disagreement per word ([] for 0 passes)."""
+        `agreement` (mt.adapt.adapt_jointly; default: this run's model.align_adapt_agreement), and
+        both guided by `guide` (this direction's word links; the reverse model learns them
+        transposed) as `adapt` is. This model's alignment is read from `layer`, `head` and
+        `method` as `align_words` reads it, the reverse model's as its run says. Returns each
+        pass's mean translation loss and disagreement per word ([] for 0 passes)."""
         epochs, lr = self._adaptation(sources, targets, epochs, lr)
+        guided_weight = self._guided_weight(guide, guided_weight, len(sources))
+        if not guided_weight:
+            guide = None
+        backward = None if guide is None else [{(j, i) for i, j in links} for links in guide]
         if agreement is None:
             agreement = float(self.cfg.model.get("align_adapt_agreement", 0.0))
         if not agreement >= 0:
@@ -430,9 +507,10 @@ class Translator:
 
         with self.reading(layer, head):
             return adapt_jointly(
-                self.direction(sources, targets, untokenize, method),
-                reverse.direction(targets, sources, untokenize, method),
+                self.direction(sources, targets, untokenize, method, guide),
+                reverse.direction(targets, sources, untokenize, method, backward),
                 agreement=agreement,
+                guided_weight=guided_weight,
                 epochs=epochs,
                 lr=lr,
                 report=report,

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mt.alignment import (  # noqa: E402
+    SYMMETRIZATIONS,
     agreement,
     alignment_scores,
     parse_pharaoh,
@@ -96,6 +97,20 @@ def main() -> None:
         "model.align_adapt_agreement)",
     )
     parser.add_argument(
+        "--adapt-guided",
+        type=float,
+        metavar="WEIGHT",
+        help="adaptation also trains the models' aligning attention towards eflomal's links of the "
+        "gold pairs, learnt with the run's training split (`mt align --adapt-guided`; never the "
+        "gold links) (default: the run's model.align_adapt_guided)",
+    )
+    parser.add_argument(
+        "--guide-symmetrize",
+        choices=SYMMETRIZATIONS,
+        help="--adapt-guided: how eflomal's two directions are combined into the guiding links "
+        "(default: the run's train.guided_symmetrize)",
+    )
+    parser.add_argument(
         "--diagonal",
         type=float,
         metavar="STRENGTH",
@@ -120,12 +135,24 @@ def main() -> None:
     weight = args.adapt_agreement
     if weight is None:
         weight = float(model.cfg.model.get("align_adapt_agreement", 0.0))
+    guided = args.adapt_guided
+    if guided is None:
+        guided = float(model.cfg.model.get("align_adapt_guided", 0.0))
+    guide = None
+    if guided:
+        guide = model.guide_links(gold_src, gold_tgt, args.guide_symmetrize)
+        adapting.update(guided_weight=guided)
     if reverse is not None and weight:
-        passes = len(model.adapt_jointly(reverse, gold_src, gold_tgt, agreement=weight, **adapting))
+        passes = len(
+            model.adapt_jointly(
+                reverse, gold_src, gold_tgt, agreement=weight, guide=guide, **adapting
+            )
+        )
     else:
-        passes = len(model.adapt(gold_src, gold_tgt, **adapting))
+        passes = len(model.adapt(gold_src, gold_tgt, guide=guide, **adapting))
         if reverse is not None:
-            reverse.adapt(gold_tgt, gold_src, **adapting)
+            backward = None if guide is None else [{(j, i) for i, j in g} for g in guide]
+            reverse.adapt(gold_tgt, gold_src, guide=backward, **adapting)
     # the attention as it is, read once: each reading's prior and rule are applied by Reading.words
     raw = dict(untokenize=args.untokenize, prior=0.0)
     found = model.align_words(gold_src, gold_tgt, **raw)
@@ -135,6 +162,11 @@ def main() -> None:
     label += f", diagonal {reading.prior:g}" if reading.prior else ""
     label += f", adapted {passes} passes" if passes else ""
     label += f" together, agreement {weight:g}" if passes and reverse is not None and weight else ""
+    if passes and guide is not None:
+        how = args.guide_symmetrize or model.cfg.train.get("guided_symmetrize") or "grow-diag-final"
+        label += f", guided by eflomal {how} {guided:g}"
+    if passes and guide is not None:  # the teacher itself, another run of eflomal than below
+        rows.append((f"eflomal {how}, the guide of the adaptation", guide))
     rows.append((f"mt {Path(args.run).name} ({label})", forward))
     if reverse is not None:
         found_back = reverse.align_words(gold_tgt, gold_src, **raw)

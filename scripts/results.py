@@ -155,7 +155,7 @@ def run_row(run: Path, split: str | None, command: str, note: str, headline: boo
         "chrf": f"{scores['chrf']:.2f}",
         "bleu_tok_lc": f"{scores['bleu_tok_lc']:.2f}",
         "note": note,
-        "ended": how_it_ended(run),
+        "ended": "budget" if budget else how_it_ended(run),  # a budget checkpoint: its own end
         "headline": "yes" if headline else "",
     }
 

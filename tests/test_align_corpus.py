@@ -466,3 +466,58 @@ def test_align_corpus_adapts_both_directions_together(toy_run, tmp_path):
     assert len(result.stdout.splitlines()) == 3
     result = run_mt("align", "--run", str(toy_run), *files, "--adapt-agreement", "0.5")
     assert result.returncode == 1 and "--adapt-agreement adapts both directions" in result.stderr
+
+
+def test_guided_adaptation_teaches_the_links_it_is_given(toy_run):
+    """Adaptation guided by links that are not the pairs' true ones (each target word linked to
+    the source word mirrored from its own position): the attention the model aligns with learns
+    those links, which the translation loss alone never teaches."""
+    src, tgt = [p[0].split() for p in PAIRS], [p[1].split() for p in PAIRS]
+    guide = [
+        {(len(s) - 1 - min(j * len(s) // len(t), len(s) - 1), j) for j in range(len(t))}
+        for s, t in zip(src, tgt, strict=True)
+    ]
+    aer = {}
+    for weight in (0.0, 1.0):
+        translator = Translator.load(toy_run, "last")
+        translator.adapt(src, tgt, epochs=30, lr=1e-3, guide=guide, guided_weight=weight)
+        links = [set(a.links) for a in translator.align_words(src, tgt, prior=0.0)]
+        aer[weight] = alignment_scores(links, guide, guide)["aer"]
+    assert aer[0.0] > 0.6 and aer[1.0] < 0.25, aer
+    # both directions together learn them too, the reverse one transposed
+    forward, reverse = Translator.load(toy_run, "last"), Translator.load(toy_run, "last")
+    forward.adapt_jointly(reverse, src, tgt, agreement=0.1, epochs=30, lr=1e-3, guide=guide,
+                          guided_weight=1.0)  # fmt: skip
+    links = [set(a.links) for a in forward.align_words(src, tgt, prior=0.0)]
+    back = [{(i, j) for j, i in a.links} for a in reverse.align_words(tgt, src, prior=0.0)]
+    assert alignment_scores(links, guide, guide)["aer"] < 0.25
+    assert alignment_scores(back, guide, guide)["aer"] < 0.35
+    with pytest.raises(TranslatorError, match="links of 2 pairs for 3 pairs"):
+        translator.adapt(src, tgt, epochs=1, guide=guide[:2], guided_weight=1.0)
+    with pytest.raises(TranslatorError, match="guided weight -1.0: 0 or more"):
+        translator.adapt(src, tgt, epochs=1, guide=guide, guided_weight=-1.0)
+
+
+def test_align_corpus_guided_by_eflomal_links(toy_run, tmp_path):
+    """`mt align --adapt-guided`: eflomal learns the pairs with the run's training split, and its
+    links guide the adaptation; the true alignment of the toy pairs is found."""
+    (tmp_path / "src").write_text("".join(p[0] + "\n" for p in PAIRS))
+    (tmp_path / "tgt").write_text("".join(p[1] + "\n" for p in PAIRS))
+    (tmp_path / "gold").write_text("".join(p[2] + "\n" for p in PAIRS))
+    translator = Translator.load(toy_run, "last")
+    src, tgt = [p[0].split() for p in PAIRS], [p[1].split() for p in PAIRS]
+    guide = translator.guide_links(src, tgt)
+    gold = [parse_pharaoh(p[2])[0] for p in PAIRS]
+    assert all(
+        g and {i for i, _ in g} <= set(range(len(s))) and {j for _, j in g} <= set(range(len(t)))
+        for g, s, t in zip(guide, src, tgt, strict=True)
+    )  # links of these pairs' words, not of the corpus pairs beside them
+    assert alignment_scores(guide, gold, gold)["aer"] < 0.35  # eflomal samples: not exact
+    files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
+    result = run_mt("align", "--run", str(toy_run), *files, "--gold", str(tmp_path / "gold"),
+                    "--adapt", "3", "--adapt-guided", "1", "--reverse-run", str(toy_run))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("alignment loss") == 6  # 3 passes, both directions
+    assert len(result.stdout.splitlines()) == 3 and "AER " in result.stderr
+    result = run_mt("align", "--run", str(toy_run), *files, "--adapt", "1", "--adapt-guided", "-1")
+    assert result.returncode == 1 and "--adapt-guided -1.0: a weight of 0 or more" in result.stderr

@@ -2,11 +2,14 @@
 configs in conf/, so the README cannot drift from them."""
 
 import importlib.util
+import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 
 from mt.config import CONF_DIR
@@ -122,3 +125,29 @@ def test_a_run_reported_again_replaces_its_earlier_rows():
     assert [r["bleu"] for r in replaced] == ["50.0", "51.0"]
     out, replaced = results.replace_rows(rows, row("c", "30.0", 300))
     assert [r["bleu"] for r in out] == ["50.0", "40.0", "51.0", "30.0"] and replaced == []
+
+
+def test_a_budget_checkpoints_row_is_the_run_at_its_mark(toy_run, tmp_path):
+    """A row scored with best-<M>min.pt (train.budget_checkpoints) counts the minutes and updates
+    up to M and ended by that budget, whatever ended the run itself later."""
+    results = load_results_script()
+    run = tmp_path / "run"
+    shutil.copytree(toy_run, run)
+    split = yaml.safe_load((run / "config.yaml").read_text())["data"]["test_splits"][0]
+    (run / "eval").mkdir(exist_ok=True)
+    scores = {"bleu": 40.0, "chrf": 60.0, "bleu_tok_lc": 41.0, "beam_size": 5}
+    scores["checkpoint"] = "best-60min.pt"
+    (run / "eval" / f"{split}.scores.json").write_text(json.dumps(scores))
+    history = [(500, 30.5, 20.0), (1000, 61.2, 25.0), (1500, 90.0, 30.0)]
+    (run / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "minutes": m, "dev_bleu": b}) + "\n" for s, m, b in history)
+    )
+    (run / "train.log").write_text(
+        "2026-12-06 19:04:04 INFO mt.train: training ended at step 1600: stopped by SIGTERM; best "
+        "dev bleu 30.00 at step 1500\n"
+    )
+    row = results.run_row(run, None, "make train", "", False)
+    assert (row["ended"], row["updates"], row["train_minutes"], row["best_step"]) == (
+        "budget", 1000, "61.2", 1000
+    )  # fmt: skip
+    assert results.how_it_ended(run) == "stopped"  # the run itself
