@@ -428,6 +428,12 @@ def align_parser() -> argparse.ArgumentParser:
         "(default: the run's model.align_adapt_guided)",
     )
     parser.add_argument(
+        "--adapt-guide",
+        choices=["intersect", "union", "grow-diag", "grow-diag-final"],  # alignment.SYMMETRIZATIONS
+        help="--adapt-guided: how eflomal's two directions make the guiding links (default: the "
+        "run's model.align_adapt_guide)",
+    )
+    parser.add_argument(
         "--beam",
         type=positive_int,
         help="beam size of the model's translation (default: the run's decode.beam_size)",
@@ -535,7 +541,7 @@ def adaptation_guide(
         raise UserError(f"--adapt-guided {weight}: a weight of 0 or more")
     if not (weight and passes):
         return None, weight
-    return translator.guide_links(src_words, tgt_words), weight
+    return translator.guide_links(src_words, tgt_words, args.adapt_guide), weight
 
 
 def align_corpus(args: argparse.Namespace) -> None:
@@ -614,12 +620,19 @@ def align_corpus(args: argparse.Namespace) -> None:
     else:
         sys.stdout.write(text)
     if gold is not None:
-        s = al.alignment_scores(links, *gold)
-        print(
-            f"AER {100 * s['aer']:.1f}  precision {100 * s['precision']:.1f}  "
-            f"recall {100 * s['recall']:.1f}  ({len(links)} sentence pairs, {s['links']} links)",
-            file=sys.stderr if not args.output else sys.stdout,
-        )
+        out = sys.stderr if not args.output else sys.stdout
+        if guide is not None:  # the teacher of guided adaptation, scored the same way
+            print(f"the guide of the adaptation: AER {scores_line(al, guide, gold)}", file=out)
+        print(f"AER {scores_line(al, links, gold)}", file=out)
+
+
+def scores_line(al, links: list, gold: tuple) -> str:
+    """AER, precision and recall of `links` against `gold` (sure, possible), in percent."""
+    s = al.alignment_scores(links, *gold)
+    return (
+        f"{100 * s['aer']:.1f}  precision {100 * s['precision']:.1f}  recall "
+        f"{100 * s['recall']:.1f}  ({len(links)} sentence pairs, {s['links']} links)"
+    )
 
 
 def export_command(argv: list[str]) -> None:

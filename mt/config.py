@@ -86,6 +86,7 @@ class TransformerConfig:
     # on their word alignments' disagreement (mt.adapt.adapt_jointly; 0: each on its own)
     align_adapt_guided: float = 0.0  # adaptation also trains the aligning attention towards
     # eflomal's links of the pairs, learnt with the training split (mt.adapt; 0: not guided)
+    align_adapt_guide: str = "intersect"  # how eflomal's two directions make those links
     align_full_context: bool = False  # the aligned layers' attention with the whole target in view
 
 
@@ -113,6 +114,7 @@ class RNNConfig:
     # on their word alignments' disagreement (mt.adapt.adapt_jointly; 0: each on its own)
     align_adapt_guided: float = 0.0  # adaptation also trains the aligning attention towards
     # eflomal's links of the pairs, learnt with the training split (mt.adapt; 0: not guided)
+    align_adapt_guide: str = "intersect"  # how eflomal's two directions make those links
     attention_mode: str = "soft"  # soft | hard (one source position: Gumbel-softmax, argmax)
     gumbel_temperature: float = 1.0  # hard attention in training: straight-through Gumbel-softmax
 

@@ -55,6 +55,7 @@ RESUMABLE_KEYS = {
     "model.align_adapt_lr",
     "model.align_adapt_agreement",
     "model.align_adapt_guided",
+    "model.align_adapt_guide",
 }
 
 
@@ -82,6 +83,7 @@ ADDED_KEYS = {
     "train.plateau_factor": 0.5,
     "model.align_adapt_agreement": 0.0,
     "model.align_adapt_guided": 0.0,
+    "model.align_adapt_guide": "intersect",
 }
 
 

@@ -354,10 +354,10 @@ class Translator:
     ) -> list[Links]:
         """A statistical aligner's word links of these pairs (given as words), learnt together
         with the run's training split, as an unsupervised aligner learns (mt.guided): what
-        `adapt(guide=...)` trains the attention towards. The aligner and its symmetrization are
-        the run's train.guided_alignment and guided_symmetrize (eflomal, grow-diag-final for a run
-        trained without guidance), or `symmetrization`. The corpus is prepared from MT_DATA_DIR
-        when it is set."""
+        `adapt(guide=...)` trains the attention towards. The aligner is the run's
+        train.guided_alignment (eflomal for a run trained without guidance); its two directions
+        are combined by `symmetrization` (default: the run's model.align_adapt_guide). The corpus
+        is prepared from MT_DATA_DIR when it is set."""
         import copy
         import os
 
@@ -374,7 +374,7 @@ class Translator:
                 train["tgt"],
                 sources,
                 targets,
-                symmetrization or cfg.train.get("guided_symmetrize") or "grow-diag-final",
+                symmetrization or cfg.model.get("align_adapt_guide", "intersect"),
                 cfg.train.get("guided_alignment") or "eflomal",
             )
         except guided.GuidedAlignmentError as e:

@@ -108,7 +108,7 @@ def main() -> None:
         "--guide-symmetrize",
         choices=SYMMETRIZATIONS,
         help="--adapt-guided: how eflomal's two directions are combined into the guiding links "
-        "(default: the run's train.guided_symmetrize)",
+        "(`mt align --adapt-guide`; default: the run's model.align_adapt_guide)",
     )
     parser.add_argument(
         "--diagonal",
@@ -163,7 +163,7 @@ def main() -> None:
     label += f", adapted {passes} passes" if passes else ""
     label += f" together, agreement {weight:g}" if passes and reverse is not None and weight else ""
     if passes and guide is not None:
-        how = args.guide_symmetrize or model.cfg.train.get("guided_symmetrize") or "grow-diag-final"
+        how = args.guide_symmetrize or model.cfg.model.get("align_adapt_guide", "intersect")
         label += f", guided by eflomal {how} {guided:g}"
     if passes and guide is not None:  # the teacher itself, another run of eflomal than below
         rows.append((f"eflomal {how}, the guide of the adaptation", guide))

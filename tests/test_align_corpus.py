@@ -519,5 +519,6 @@ def test_align_corpus_guided_by_eflomal_links(toy_run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("alignment loss") == 6  # 3 passes, both directions
     assert len(result.stdout.splitlines()) == 3 and "AER " in result.stderr
+    assert "the guide of the adaptation: AER " in result.stderr  # the teacher, scored beside
     result = run_mt("align", "--run", str(toy_run), *files, "--adapt", "1", "--adapt-guided", "-1")
     assert result.returncode == 1 and "--adapt-guided -1.0: a weight of 0 or more" in result.stderr
