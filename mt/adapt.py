@@ -13,8 +13,8 @@ model's, so that each direction's attention is pulled towards the links the othe
 
 Both can also be guided (`links`, `guided_weight`; `mt align --adapt-guided`): the attention the
 model aligns with is trained towards a statistical aligner's links of the same pairs, as guided
-alignment trains it on the training corpus (mt.guided; Garg et al. 2019) — a teacher of the new
-domain, which the attention, reading the whole sentence pair, can improve on.
+alignment trains it on the training corpus (mt.guided; Garg et al. 2019): a teacher that has seen
+the new domain.
 """
 
 from __future__ import annotations
@@ -81,9 +81,9 @@ def adapt(
                     n = batch.tgt_tokens
                     total, tokens = total + loss.item(), tokens + n
                     if guided:
-                        guide = alignment_loss(attention, batch.align)
-                        loss = loss + guided_weight * guide
-                        aligned += guide.item()
+                        taught = alignment_loss(attention, batch.align)
+                        loss = loss + guided_weight * taught
+                        aligned += taught.item()
                     optimizer.zero_grad(set_to_none=True)
                     (loss / n).backward()
                     nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
