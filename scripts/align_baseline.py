@@ -105,7 +105,7 @@ def main() -> None:
         "gold links) (default: the run's model.align_adapt_guided)",
     )
     parser.add_argument(
-        "--guide-symmetrize",
+        "--adapt-guide",
         choices=SYMMETRIZATIONS,
         help="--adapt-guided: how eflomal's two directions are combined into the guiding links "
         "(`mt align --adapt-guide`; default: the run's model.align_adapt_guide)",
@@ -140,7 +140,7 @@ def main() -> None:
         guided = float(model.cfg.model.get("align_adapt_guided", 0.0))
     guide = None
     if guided:
-        guide = model.guide_links(gold_src, gold_tgt, args.guide_symmetrize)
+        guide = model.guide_links(gold_src, gold_tgt, args.adapt_guide)
         adapting.update(guided_weight=guided)
     if reverse is not None and weight:
         passes = len(
@@ -163,7 +163,7 @@ def main() -> None:
     label += f", adapted {passes} passes" if passes else ""
     label += f" together, agreement {weight:g}" if passes and reverse is not None and weight else ""
     if passes and guide is not None:
-        how = args.guide_symmetrize or model.cfg.model.get("align_adapt_guide", "intersect")
+        how = args.adapt_guide or model.cfg.model.get("align_adapt_guide", "intersect")
         label += f", guided by eflomal {how} {guided:g}"
     if passes and guide is not None:  # the teacher itself, another run of eflomal than below
         rows.append((f"eflomal {how}, the guide of the adaptation", guide))
