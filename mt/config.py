@@ -141,6 +141,9 @@ class TrainConfig:
     dev_max_sentences: int = 1000
     patience: int = 10
     keep_checkpoints: int = 3
+    # an exponential moving average of the weights, updated after every update with this decay:
+    # the weights validated, kept and decoded (null: off; the trained weights)
+    ema_decay: Optional[float] = None
     # minutes of training at which best.pt is also kept as best-<M>min.pt: the checkpoint a run
     # with train.max_minutes=M would have ended with
     budget_checkpoints: list[float] = field(default_factory=list)

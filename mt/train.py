@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -111,9 +112,34 @@ class Trainer:
             self.optimizer, lambda step: shape(step) * self.progress.lr_scale
         )
         self.amp_dtype = autocast_dtype(cfg.precision, device)
+        self.ema = self._ema(cfg.ema_decay)
         self.last_save = time.monotonic()
         self.guided_sum, self.guided_tokens = torch.zeros(()), 0  # guided alignment's loss
         self._seed_dropout()
+
+    def _ema(self, decay: float | None) -> AveragedModel | None:
+        """The exponential moving average of the weights (rank 0 alone: it validates and saves)."""
+        if decay is None:
+            return None
+        if not 0 < decay < 1:
+            raise TrainingError(f"train.ema_decay: a decay between 0 and 1 (e.g. 0.999), not {decay}")
+        if not self.main:
+            return None
+
+        @torch.no_grad()
+        def moving_average(averaged: list, trained: list, updates: torch.Tensor) -> None:
+            # the decay warms up as TensorFlow's ExponentialMovingAverage(num_updates) does, so the
+            # first, random weights are soon forgotten: (1 + n) / (10 + n) until it reaches `decay`
+            n = int(updates)
+            torch._foreach_lerp_(averaged, trained, 1 - min(decay, (1 + n) / (10 + n)))
+
+        return AveragedModel(self.model, multi_avg_fn=moving_average)
+
+    @property
+    def evaluated(self) -> Seq2Seq:
+        """The weights validated, saved as a checkpoint's "model" and decoded: the moving average
+        under train.ema_decay, else the trained ones."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _seed_dropout(self) -> None:
         """Ranks other than 0 draw their own dropout masks (rank 0 keeps the checkpointed RNG state)."""
@@ -122,8 +148,17 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
+        """"model" holds the weights to decode with; under train.ema_decay, "training_model" holds
+        the trained ones that a resumed run goes on from."""
+        averaged = {}
+        if self.ema is not None:
+            averaged = {
+                "training_model": self.model.state_dict(),
+                "ema_updates": int(self.ema.n_averaged),
+            }
         return {
-            "model": self.model.state_dict(),
+            "model": self.evaluated.state_dict(),
+            **averaged,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "progress": vars(self.progress),
@@ -149,7 +184,12 @@ class Trainer:
         if found is None:
             return False
         path, state = found
-        checkpoint.load_model_state(self.model, state["model"], path)
+        checkpoint.load_model_state(self.model, state.get("training_model", state["model"]), path)
+        if self.ema is not None:
+            # a checkpoint without an average (train.ema_decay was off): it starts from these weights
+            if "training_model" in state:
+                checkpoint.load_model_state(self.ema.module, state["model"], path)
+            self.ema.n_averaged.fill_(state.get("ema_updates", 0))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.progress = Progress.from_state(state["progress"])
@@ -211,17 +251,19 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return loss_sum / tokens, tokens
 
     # --- validation ---------------------------------------------------------------------------
     @torch.inference_mode()
     def dev_loss(self) -> float:
-        self.model.eval()
+        model = self.evaluated.eval()
         total, tokens = 0.0, 0
         lengths = (self.dev_data.src.lengths, self.dev_data.tgt.lengths)
         for indices in token_batches(*lengths, self.cfg.batch_tokens, seed=None):
             batch = collate(self.dev_data, indices).to(self.device)
-            total += self._loss(self.model, batch).item()
+            total += self._loss(model, batch).item()
             tokens += batch.tgt_tokens
         return total / tokens
 
@@ -244,7 +286,7 @@ class Trainer:
         train.schedule=plateau decreases the rate (so that every rank knows when to take it)."""
         started, p = time.perf_counter(), self.progress
         loss = self.dev_loss()
-        scores = self.validate_fn(self.model, p.step, writer)
+        scores = self.validate_fn(self.evaluated, p.step, writer)
         self.model.train()
         name = self.stop_metric.name
         signed = scores[name] if self.stop_metric.higher_is_better else -scores[name]

@@ -53,6 +53,35 @@ def test_ten_plus_ten_steps_equal_twenty_bitwise(tmp_path):
     assert [json.loads(line) for line in lines] == state_b["progress"]["history"]
 
 
+def test_weights_average_is_what_is_kept_and_resumes_exactly(tmp_path):
+    """train.ema_decay: checkpoints keep the moving average as the weights to decode with and the
+    trained weights beside them; the average does not change training, and a resumed run goes on
+    with both."""
+    decay = min(0.75, 2 / 11)  # the second update's: the decay warms up as (1 + n) / (10 + n)
+    ema = ("train.ema_decay=0.75", "train.validate_every=1")
+    plain = pipeline.train_pipeline(toy_config(tmp_path / "plain", *STEPS, "train.max_steps=2"))
+    cfg = toy_config(tmp_path / "ema", *STEPS, *ema, "train.max_steps=1")
+    run = pipeline.train_pipeline(cfg)
+    first = checkpoint.load(run / "checkpoints" / "step-1.pt")
+    assert first["ema_updates"] == 1
+    assert_same_weights(first["model"], first["training_model"])  # the first update: a copy
+    cfg.train.max_steps = 2
+    pipeline.train_pipeline(cfg)  # resumed
+    second = checkpoint.load(run / "checkpoints" / "last.pt")
+    assert second["ema_updates"] == 2
+    # the same training as without the average
+    assert_same_weights(second["training_model"], weights(plain))
+    for key, trained in second["training_model"].items():
+        expected = decay * first["training_model"][key] + (1 - decay) * trained
+        torch.testing.assert_close(second["model"][key], expected)
+        if trained.is_floating_point() and key.endswith("weight"):
+            assert not torch.equal(second["model"][key], trained), key
+    # what is decoded and scored is the average
+    assert_same_weights(load_run(run, which="last").model.state_dict(), second["model"])
+    with pytest.raises(train.TrainingError, match=r"train.ema_decay: .* not 1.5"):
+        pipeline.train_pipeline(toy_config(tmp_path / "bad", "train.ema_decay=1.5"))
+
+
 def test_same_seed_same_checkpoint_and_bleu(tmp_path):
     runs = [
         pipeline.train_pipeline(toy_config(tmp_path / n, *STEPS, "train.max_steps=10"))
