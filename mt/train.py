@@ -122,7 +122,9 @@ class Trainer:
         if decay is None:
             return None
         if not 0 < decay < 1:
-            raise TrainingError(f"train.ema_decay: a decay between 0 and 1 (e.g. 0.999), not {decay}")
+            raise TrainingError(
+                f"train.ema_decay: a decay between 0 and 1 (e.g. 0.999), not {decay}"
+            )
         if not self.main:
             return None
 
@@ -148,8 +150,8 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
-        """"model" holds the weights to decode with; under train.ema_decay, "training_model" holds
-        the trained ones that a resumed run goes on from."""
+        """The checkpoint: its "model" is the weights to decode with; under train.ema_decay,
+        "training_model" holds the trained ones that a resumed run goes on from."""
         averaged = {}
         if self.ema is not None:
             averaged = {
