@@ -125,6 +125,12 @@ def group_links(
     return sorted({(t, s) for i, j in links for t in tgt_groups[j] for s in src_groups[i]})
 
 
+def check_aligner(aligner: str, key: str = "") -> None:
+    """One clear error for an aligner mt does not know; `key` names the setting it came from."""
+    if aligner not in ALIGNERS:
+        raise GuidedAlignmentError(f"{key}unknown aligner {aligner!r} ({', '.join(ALIGNERS)})")
+
+
 def links_in_context(
     corpus_src: Sequence[str],
     corpus_tgt: Sequence[str],
@@ -136,8 +142,7 @@ def links_in_context(
     """The aligner's word links (source word, target word) of the pairs `sources` / `targets` (given
     as words, kept as they are but lower-cased), learnt together with a corpus of raw text pairs
     (cut into `words`): a few pairs alone are too little for an unsupervised aligner."""
-    if aligner not in ALIGNERS:
-        raise GuidedAlignmentError(f"unknown aligner {aligner!r} ({', '.join(ALIGNERS)})")
+    check_aligner(aligner)
     if len(sources) != len(targets) or len(corpus_src) != len(corpus_tgt):
         raise GuidedAlignmentError(
             f"pairs of unequal sides: {len(sources)}/{len(targets)} sentences to align, "
@@ -165,10 +170,7 @@ def training_links(
     symmetrization: str,
 ) -> list[list[tuple[int, int]]]:
     """Per training pair, the (target piece, source piece) links of guided alignment."""
-    if aligner not in ALIGNERS:
-        raise GuidedAlignmentError(
-            f"train.guided_alignment: unknown aligner {aligner!r} ({', '.join(ALIGNERS)})"
-        )
+    check_aligner(aligner, "train.guided_alignment: ")
     src_split = [words(t) for t in src_texts]
     tgt_split = [words(t) for t in tgt_texts]
     links, seconds = run_eflomal(
