@@ -369,6 +369,22 @@ def agreement(forward: Alignment, backward: Alignment) -> Alignment:
     return replace(forward, weights=(forward.weights * weights).clamp_min(0).sqrt())
 
 
+def combine(forward: Alignment, backward: Alignment, method: str, threshold: float = 0.0) -> Links:
+    """Both directions' hard links (each read by its rule, without its threshold) symmetrized by
+    `method`, plus every word pair whose agreement (`agreement`) weighs at least `threshold`: pairs
+    the two directions' attention agree on strongly, which a hard symmetrization can drop (the
+    intersection keeps only each direction's one guess per word)."""
+    links = symmetrize(
+        set(replace(forward, threshold=0.0).links),
+        {(i, j) for j, i in replace(backward, threshold=0.0).links},
+        method,
+    )
+    if threshold:
+        confident = (agreement(forward, backward).weights >= threshold).nonzero().tolist()
+        links |= {(i, j) for j, i in confident}
+    return links
+
+
 NEIGHBOURS = [(-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
 
 

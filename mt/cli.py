@@ -385,9 +385,9 @@ def align_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=float,
         metavar="WEIGHT",
-        help="also link every pair whose weight (after --diagonal; with --symmetrize soft, both "
-        "directions' agreement) is at least WEIGHT, 0 to 1; 0: none (default: the run's "
-        "model.align_threshold)",
+        help="also link every pair whose weight (after --diagonal; with --reverse-run, both "
+        "directions' agreement, added to the symmetrized links) is at least WEIGHT, 0 to 1; 0: "
+        "none (default: the run's model.align_threshold)",
     )
     parser.add_argument(
         "--diagonal",
@@ -518,12 +518,11 @@ def combine_directions(args: argparse.Namespace, translator, alignment):
         [alignment.target], [alignment.source], method=args.method,
         prior=0.0 if soft else args.diagonal, links=args.links, threshold=args.threshold,
     )  # fmt: skip
+    reading = translator.read(args.method, args.diagonal, args.links, args.threshold)
     if soft:
-        reading = translator.read(args.method, args.diagonal, args.links, args.threshold)
         both = reading.words(al.agreement(alignment, backward))
         return both, both.links
-    reverse_links = {(i, j) for j, i in backward.links}
-    return alignment, al.symmetrize(set(alignment.links), reverse_links, args.symmetrize)
+    return alignment, al.combine(alignment, backward, args.symmetrize, reading.threshold)
 
 
 def adaptation_guide(
@@ -601,16 +600,16 @@ def align_corpus(args: argparse.Namespace) -> None:
         links = [set(a.links) for a in found]
         if reverse is not None:
             backward = reverse.align_words(tgt_words, src_words, **common)
+            reading = translator.read(args.method, args.diagonal, args.links, args.threshold)
             if soft:
-                reading = translator.read(args.method, args.diagonal, args.links, args.threshold)
                 links = [
                     set(reading.words(al.agreement(f, b)).links)
                     for f, b in zip(found, backward, strict=True)
                 ]
             else:
                 links = [
-                    al.symmetrize(f, {(i, j) for j, i in b.links}, args.symmetrize)
-                    for f, b in zip(links, backward, strict=True)
+                    al.combine(f, b, args.symmetrize, reading.threshold)
+                    for f, b in zip(found, backward, strict=True)
                 ]
     except (MTError, FileNotFoundError) as e:
         fail(e)

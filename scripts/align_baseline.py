@@ -27,6 +27,7 @@ from mt.alignment import (  # noqa: E402
     SYMMETRIZATIONS,
     agreement,
     alignment_scores,
+    combine,
     parse_pharaoh,
     read_gold,
     read_sentences,
@@ -117,6 +118,14 @@ def main() -> None:
         help="the models' diagonal prior (`mt align --diagonal`; default: the run's "
         "model.align_prior)",
     )
+    parser.add_argument(
+        "--thresholds",
+        default="",
+        metavar="W,W,...",
+        help="with --reverse-run: also both directions' intersection grown by every word pair "
+        "whose soft agreement weighs at least W (`mt align --symmetrize intersect --threshold W`), "
+        "e.g. 0.3,0.5",
+    )
     args = parser.parse_args()
     try:
         import eflomal
@@ -176,11 +185,14 @@ def main() -> None:
             both = [symmetrize(f, b, how) for f, b in zip(forward, backward, strict=True)]
             rows.append((f"mt, both directions, {how}", both))
         # soft agreement (`mt align --symmetrize soft`): the prior weighs both directions' agreement
-        soft = [
-            set(reading.words(agreement(f, b)).links)
-            for f, b in zip(found, found_back, strict=True)
-        ]
-        rows.append((f"mt, both directions, soft, {reading.links}", soft))
+        agreed = [reading.words(agreement(f, b)) for f, b in zip(found, found_back, strict=True)]
+        rows.append((f"mt, both directions, soft, {reading.links}", [set(a.links) for a in agreed]))
+        for threshold in (float(w) for w in args.thresholds.split(",") if w):
+            grown = [  # `mt align --reverse-run R --symmetrize intersect --threshold W`
+                combine(reading.words(f), reverse_reading.words(b), "intersect", threshold)
+                for f, b in zip(found, found_back, strict=True)
+            ]
+            rows.append((f"mt, both directions, intersect + agreement >= {threshold:g}", grown))
 
     src, tgt, src_lang, tgt_lang = training_corpus(Path(args.run), args.limit)
     src += [" ".join(s) for s in gold_src]

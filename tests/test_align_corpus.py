@@ -335,6 +335,18 @@ def test_reverse_run_is_combined(toy_run, tmp_path):
         assert parse_pharaoh(line)[0] == set(both.links)
         added += len(both.links) - len(replace(both, threshold=0.0).links)
     assert added > 0  # the threshold took part
+    # a hard symmetrization with a threshold: the intersection, plus the pairs whose agreement
+    # weighs enough (each direction's own threshold links are not intersected)
+    result = run_mt("align", "--run", str(toy_run), *files, "--reverse-run", str(toy_run),
+                    "--symmetrize", "intersect", "--threshold", "0.05")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    added = 0
+    for line, f, b in zip(result.stdout.splitlines(), forward, backward, strict=True):
+        kept = symmetrize(set(f.links), {(i, j) for j, i in b.links}, "intersect")
+        agreed = {(i, j) for j, i in (agreement(f, b).weights >= 0.05).nonzero().tolist()}
+        assert parse_pharaoh(line)[0] == kept | agreed
+        added += len(agreed - kept)
+    assert added > 0
     # one sentence: the links of the same combination; soft draws the agreement it reads them from
     sentence, target = PAIRS[0][:2]
     for how in ("intersect", "soft"):
