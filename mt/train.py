@@ -377,10 +377,14 @@ class Trainer:
         params = sum(t.numel() for t in self.model.parameters())
         limits = f"step {cfg.max_steps}" + (f" or {cfg.max_minutes} min" if cfg.max_minutes else "")
         ranks = f" x {self.world} processes" if self.world > 1 else ""
+        # The vector instructions torch's CPU kernels use (AVX2, AVX512, ...): two hosts with the
+        # same CPU name can differ here by 2-3x in tokens/s, and the minutes of a run with them.
+        isa = f" ({torch.backends.cpu.get_cpu_capability()})" if self.device.type == "cpu" else ""
         log.info(
-            "training %s parameters on %s%s, %d sentence pairs; stops at %s",
+            "training %s parameters on %s%s%s, %d sentence pairs; stops at %s",
             f"{params:,}",
             self.device,
+            isa,
             ranks,
             len(self.train_data),
             limits,

@@ -151,3 +151,23 @@ def test_a_budget_checkpoints_row_is_the_run_at_its_mark(toy_run, tmp_path):
         "budget", 1000, "61.2", 1000
     )  # fmt: skip
     assert results.how_it_ended(run) == "stopped"  # the run itself
+
+
+def test_results_machine_names_the_vector_extension(tmp_path):
+    """Two hosts both called "AMD EPYC" trained 2.6x apart in speed (AVX-512 against AVX2), so a
+    result's machine column names the widest vector extension the CPU has."""
+    results = load_results_script()
+    cpuinfo = tmp_path / "cpuinfo"
+    flags = {
+        "fpu sse2 avx avx2 fma": "AVX2",
+        "fpu avx2 avx512f avx512bw": "AVX-512",
+        "fpu avx2 avx512f avx512_bf16": "AVX-512-BF16",
+    }
+    for flag_line, isa in flags.items():
+        cpuinfo.write_text(
+            f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flag_line}\n\n"
+            "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu\n"
+        )
+        assert results.machine(cpuinfo).endswith("-core AMD EPYC, " + isa)
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2\n")
+    assert results.machine(cpuinfo).endswith("-core Some CPU")
