@@ -6,7 +6,9 @@ import sys
 import pytest
 
 # page faults of three steps of an output layer's forward and backward (64 MiB of logits a step),
-# after four steps in which the heap grew to hold them
+# after four steps in which the heap grew to hold them: the fewest of three such windows, since the
+# host's kernel may reclaim idle pages of a process that the other work on the cores slows down
+# (seen on a VM whose DAMON pages out cold memory: 16,000 faults in one window, 0 when idle)
 FAULTS = """
 import resource, sys, torch
 from mt import process
@@ -21,9 +23,12 @@ def step():
     label_smoothed_loss((x @ w.T)[None], target, 0.1).backward()
 for _ in range(4):
     step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-step(), step(), step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+counts = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    step(), step(), step()
+    counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(min(counts))
 """
 
 
