@@ -315,6 +315,7 @@ class Trainer:
             "step": p.step,
             "minutes": round(p.train_seconds / 60, 2),
             "minutes_with_validation": round((p.train_seconds + p.validation_seconds) / 60, 2),
+            "tokens": p.train_tokens,  # target tokens trained on: the axis no machine changes
             "dev_loss": round(loss, 4),
             **{f"dev_{k}": round(v, 2) for k, v in scores.items()},
         }

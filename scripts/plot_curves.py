@@ -2,7 +2,10 @@
 (the history its validations wrote; nothing is re-trained).
 
 python scripts/plot_curves.py runs/a runs/b -o docs/img/curves.png [--metric bleu] [--with-validation]
-    [--marks 30,35,40]
+    [--x minutes|updates|tokens] [--marks 30,35,40]
+
+Minutes depend on the machine; updates and target tokens trained on do not, so `--x updates` (or
+`--x tokens`, for runs of different batch sizes) compares runs trained on different machines.
 
 A run may also be given as a copy of its metrics.jsonl (docs/curves/ keeps those of the reported
 runs, so their curves can be drawn again once the run directories are gone).
@@ -22,6 +25,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+X_AXES = {  # --x: (the key of a metrics.jsonl line, the axis label)
+    "minutes": ("minutes", "training minutes"),
+    "updates": ("step", "updates"),
+    "tokens": ("tokens", "target tokens trained on"),
+}
+
 
 def read_history(run: Path) -> list[dict]:
     """The validations of a run, one dict per line of its metrics.jsonl (`run`: the run directory
@@ -37,6 +46,18 @@ def run_name(run: Path) -> str:
     return run.stem if run.is_file() else run.name
 
 
+def curve(run: Path, metric: str, x_key: str) -> tuple[list[float], list[float]]:
+    """A run's validations as (x, dev score) lists; x is the metrics.jsonl key `x_key`."""
+    history = [h for h in read_history(run) if f"dev_{metric}" in h]
+    missing = next((h for h in history if x_key not in h), None)
+    if missing is not None:
+        raise SystemExit(
+            f"{run}: the validation at update {missing['step']} records no {x_key!r} "
+            "(older runs record no tokens: use --x updates)"
+        )
+    return [h[x_key] for h in history], [h[f"dev_{metric}"] for h in history]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -49,24 +70,28 @@ def main() -> None:
         action="store_true",
         help="x axis: minutes including validation (default: training minutes alone)",
     )
+    parser.add_argument(
+        "--x",
+        choices=sorted(X_AXES),
+        default="minutes",
+        help="x axis: training minutes (default), updates, or target tokens trained on",
+    )
     parser.add_argument("--label", action="append", help="a label per run (default: its name)")
     parser.add_argument("--title", default=None)
     parser.add_argument(
         "--marks", help="dev scores (e.g. 30,35,40): print the minutes each run took to reach them"
     )
     args = parser.parse_args()
-    x_key = "minutes_with_validation" if args.with_validation else "minutes"
+    x_key, x_label = X_AXES[args.x]
+    if args.with_validation:
+        if args.x != "minutes":
+            parser.error("--with-validation goes with --x minutes")
+        x_key, x_label = "minutes_with_validation", "training minutes (with validation)"
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
     for i, run_dir in enumerate(args.runs):
-        history = [h for h in read_history(run_dir) if x_key in h and f"dev_{args.metric}" in h]
         label = args.label[i] if args.label and i < len(args.label) else run_name(run_dir)
-        axes.plot(
-            [h[x_key] for h in history],
-            [h[f"dev_{args.metric}"] for h in history],
-            marker=".",
-            label=label,
-        )
-    axes.set_xlabel("training minutes" + (" (with validation)" if args.with_validation else ""))
+        axes.plot(*curve(run_dir, args.metric, x_key), marker=".", label=label)
+    axes.set_xlabel(x_label)
     axes.set_ylabel(f"dev {args.metric} (greedy)")
     axes.grid(alpha=0.3)
     axes.legend()

@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -46,3 +48,14 @@ def test_a_copied_metrics_file_stands_for_its_run(tmp_path):
     assert curves.read_history(copy) == curves.read_history(run)
     table = curves.time_to_marks([copy], "bleu", [20], [])
     assert table.splitlines()[2] == "| m30k-linear | 6.0 / 6.4 min (update 500) |"
+
+
+def test_a_curve_can_be_drawn_against_updates_or_tokens_and_says_when_a_run_lacks_them(tmp_path):
+    curves = load_script()
+    run = fake_run(tmp_path / "a", [10.0, 25.0])
+    assert curves.curve(run, "bleu", "step") == ([250, 500], [10.0, 25.0])
+    with pytest.raises(
+        SystemExit, match=r"a/metrics.jsonl.*update 250 records no 'tokens'"
+    ) as error:
+        curves.curve(run / "metrics.jsonl", "bleu", "tokens")
+    assert "--x updates" in str(error.value)

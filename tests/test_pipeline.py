@@ -142,8 +142,11 @@ def test_budget_checkpoints_keep_what_a_shorter_run_would_end_with(tmp_path):
     # the mark passes during the first update: a validation there, and best.pt as it then was
     state = checkpoint.load(kept)
     assert state["progress"]["step"] == 1 and state["progress"]["best_step"] == 1
-    history = (run_dir / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in history] == [1, 4, 6]
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [1, 4, 6]
+    # each validation records the target tokens trained on so far (all processes together)
+    trained = checkpoint.load(run_dir / "checkpoints" / "last.pt")["progress"]["train_tokens"]
+    assert 0 < history[0]["tokens"] < history[1]["tokens"] < history[2]["tokens"] == trained
     assert not (run_dir / "checkpoints" / "best-1000min.pt").exists()
     # the extra validation changes nothing in training
     plain = toy_config(
