@@ -72,6 +72,7 @@ class TransformerConfig:
     decoder_layers: int = 3
     dropout: float = 0.1
     attention_dropout: float = 0.0
+    norm: str = "pre"  # pre | post: layer normalization before each sublayer or after its residual
     tie_embeddings: bool = True
     max_positions: int = 1024
     align_layer: Any = -1  # a layer, or a list of layers whose attention is averaged

@@ -1,10 +1,11 @@
 """CTranslate2: export a Transformer run to a CTranslate2 model directory, and decode with it.
 
-The export maps mt's pre-norm Transformer weight for weight onto CTranslate2's `TransformerSpec`
-(the fused query/key/value projections are concatenated as CTranslate2 expects, and the run's own
-sinusoidal table is stored so the positions are mt's exactly). The directory holds the model, the
-run's sentencepiece model(s) and `mt-export.json` (the checkpoint it came from, its SHA-256 and the
-quantization), so a stale export is noticed. Needs the optional extra `mt[fast]` (pip ctranslate2).
+The export maps mt's Transformer (pre- or post-norm) weight for weight onto CTranslate2's
+`TransformerSpec` (the fused query/key/value projections are concatenated as CTranslate2 expects,
+and the run's own sinusoidal table is stored so the positions are mt's exactly). The directory
+holds the model, the run's sentencepiece model(s) and `mt-export.json` (the checkpoint it came
+from, its SHA-256 and the quantization), so a stale export is noticed. Needs the optional extra
+`mt[fast]` (pip ctranslate2).
 """
 
 from __future__ import annotations
@@ -94,14 +95,15 @@ def transformer_spec(model, src_pieces: list[str], tgt_pieces: list[str]):
     spec = ts.TransformerSpec.from_config(
         (len(model.encoder_layers), len(model.decoder_layers)),
         heads,
-        pre_norm=True,
+        pre_norm=model.pre_norm,
         activation=ctranslate2.specs.Activation.RELU,
         alignment_layer=align_layer,
         alignment_heads=heads if model.align_head is None else 1,
     )
     spec.encoder.embeddings[0].weight = np(model.src_embed.embedding.weight)
     spec.encoder.position_encodings.encodings = np(model.src_embed.positions)
-    norm(spec.encoder.layer_norm, model.encoder_norm)
+    if model.pre_norm:  # post-norm stacks have no final normalization
+        norm(spec.encoder.layer_norm, model.encoder_norm)
     for layer_spec, layer in zip(spec.encoder.layer, model.encoder_layers, strict=True):
         self_attention(layer_spec.self_attention, layer.self_attn, layer.self_attn_norm)
         feed_forward(layer_spec.ffn, layer)
@@ -109,7 +111,8 @@ def transformer_spec(model, src_pieces: list[str], tgt_pieces: list[str]):
     decoder = spec.decoder
     decoder.embeddings.weight = np(model.tgt_embed.embedding.weight)
     decoder.position_encodings.encodings = np(model.tgt_embed.positions)
-    norm(decoder.layer_norm, model.decoder_norm)
+    if model.pre_norm:
+        norm(decoder.layer_norm, model.decoder_norm)
     decoder.projection.weight = np(model.output.weight)
     for i, (layer_spec, layer) in enumerate(zip(decoder.layer, model.decoder_layers, strict=True)):
         self_attention(layer_spec.self_attention, layer.self_attn, layer.self_attn_norm)
@@ -127,7 +130,7 @@ def transformer_spec(model, src_pieces: list[str], tgt_pieces: list[str]):
         linear(cross.linear[2], attn.out_proj.weight[:, rows], attn.out_proj.bias)
         feed_forward(layer_spec.ffn, layer)
 
-    spec.config.layer_norm_epsilon = model.encoder_norm.eps
+    spec.config.layer_norm_epsilon = model.encoder_layers[0].ff_norm.eps
     spec.register_source_vocabulary(src_pieces)
     spec.register_target_vocabulary(tgt_pieces)
     return spec

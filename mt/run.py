@@ -85,6 +85,7 @@ ADDED_KEYS = {
     "model.align_adapt_guided": 0.0,
     "model.align_adapt_guide": "intersect",
     "train.ema_decay": None,
+    "model.norm": "pre",
 }
 
 

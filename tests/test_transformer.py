@@ -9,12 +9,18 @@ from mt.models import build_model
 from mt.tokenizer import BOS, PAD
 
 
-@pytest.fixture
-def model():
-    torch.manual_seed(0)
+def small(**changes):
     cfg = OmegaConf.load(CONF_DIR / "model" / "transformer.yaml")
     cfg.update(d_model=32, heads=4, ff_dim=64, encoder_layers=2, decoder_layers=2, dropout=0.0)
-    return build_model(cfg, 40, 40, shared_vocab=True).eval()
+    cfg.update(changes)
+    return cfg
+
+
+@pytest.fixture(params=["pre", "post"])
+def model(request):
+    """The contract holds for both places of the layer normalization (model.norm)."""
+    torch.manual_seed(0)
+    return build_model(small(norm=request.param), 40, 40, shared_vocab=True).eval()
 
 
 @pytest.fixture
@@ -156,3 +162,27 @@ def test_full_context_alignment_sees_later_words_and_changes_no_output(model, ba
     _, state, _ = model.decode_step(tgt[:, 0], memory, None)
     with pytest.raises(ValueError, match="whole target"):
         model.decode_step(tgt[:, 1], memory, state, need_attn=True)
+
+
+def test_post_norm_normalizes_after_each_residual_and_drops_the_final_norms(batch):
+    from mt.models import ModelConfigError
+
+    src, _ = batch
+    torch.manual_seed(0)
+    post = build_model(small(norm="post"), 40, 40, shared_vocab=True).eval()
+    torch.manual_seed(0)
+    pre = build_model(small(norm="pre"), 40, 40, shared_vocab=True).eval()
+    names = {name for name, _ in pre.named_parameters()} - {n for n, _ in post.named_parameters()}
+    assert names == {f"{s}_norm.{p}" for s in ("encoder", "decoder") for p in ("weight", "bias")}
+    # every encoder layer's output is a layer norm's (at its initial gain 1 and bias 0): each
+    # position has mean 0 and variance 1; pre-norm layers add to an unnormalized stream
+    for model, normalized in ((post, True), (pre, False)):
+        x = model.src_embed(src)
+        for layer in model.encoder_layers:
+            x = layer(x, src != PAD)
+            standard = torch.allclose(x.mean(-1), torch.zeros(3, 7), atol=1e-5) and torch.allclose(
+                x.var(-1, unbiased=False), torch.ones(3, 7), atol=1e-3
+            )
+            assert standard == normalized
+    with pytest.raises(ModelConfigError, match=r"model.norm: unknown 'middle' \(pre, post\)"):
+        build_model(small(norm="middle"), 40, 40, shared_vocab=True)

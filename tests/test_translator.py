@@ -3,6 +3,7 @@ and alignments as mt's own decoding, from one interface."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -13,7 +14,7 @@ from mt.ct2 import ExportError, export
 from mt.decoding import DecodeOptions
 from mt.run import load_run
 from mt.translator import TranslatorError
-from tests.conftest import run_mt
+from tests.conftest import run_mt, toy_config
 
 PROBE = "The black cat ate the mouse."
 SENTENCES = [
@@ -163,3 +164,30 @@ def test_export_errors(toy_rnn_run, exported, tmp_path):
     for call in (lambda: fast.align(PROBE), lambda: fast.align(PROBE, "Le chat noir.")):
         with pytest.raises(ExportError, match="whole target"):
             call()
+
+
+def test_a_post_norm_run_trains_and_ctranslate2_scores_it_as_mt_does(tmp_path):
+    """model.norm=post end to end: trained, exported, and CTranslate2's log-probability of each
+    target token (over the whole vocabulary) equal to mt's own."""
+    import ctranslate2
+    import torch
+
+    from mt import pipeline
+    from mt.tokenizer import BOS
+
+    cfg = toy_config(tmp_path, "model.norm=post", "train.max_steps=40", "train.validate_every=20")
+    run_dir = pipeline.train_pipeline(cfg)
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert history[1]["dev_loss"] < history[0]["dev_loss"]
+    run = load_run(run_dir, device="cpu")
+    folder = export(run, tmp_path / "ct2")
+    tok = run.tokenizer
+    src = tok.encode_src([PROBE])[0]
+    tgt = tok.encode_tgt(["Le chat noir a mangé la souris."])[0]  # ends in EOS
+    with torch.no_grad():
+        logits = run.model(torch.tensor([src]), torch.tensor([[BOS, *tgt[:-1]]]))[0]
+    ours = logits[0].log_softmax(-1)[torch.arange(len(tgt)), torch.tensor(tgt)]
+    scored = ctranslate2.Translator(str(folder)).score_batch(
+        [tok.src_pieces(src)], [tok.tgt_pieces(tgt)[:-1]], max_input_length=0
+    )
+    assert scored[0].log_probs == pytest.approx(ours.tolist(), abs=1e-4)

@@ -1,5 +1,7 @@
-"""Pre-norm Transformer encoder-decoder (Vaswani et al. 2017; pre-norm after Wang et al. 2019) with
-sinusoidal positions, tied embeddings and key/value-cached incremental decoding."""
+"""Transformer encoder-decoder (Vaswani et al. 2017) with sinusoidal positions, tied embeddings and
+key/value-cached incremental decoding; its layer normalization before each sublayer, with a final one
+after each stack (pre-norm, Wang et al. 2019), or after each residual addition (post-norm, the
+original's and fairseq's default)."""
 
 from __future__ import annotations
 
@@ -54,39 +56,73 @@ class FeedForward(nn.Sequential):
         )
 
 
-class EncoderLayer(nn.Module):
-    """x + SelfAttention(LN(x)), then x + FeedForward(LN(x))."""
+NORMS = ("pre", "post")  # model.norm: where each sublayer's layer normalization sits
+
+
+class Sublayers(nn.Module):
+    """Residual sublayers, normalized pre-norm, x + f(LN(x)), or post-norm, LN(x + f(x))."""
+
+    def __init__(self, dropout: float, norm: str):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"model.norm: unknown {norm!r} ({', '.join(NORMS)})")
+        self.pre_norm = norm == "pre"
+        self.dropout = Dropout(dropout)
+
+    def inputs(self, layer_norm: nn.LayerNorm, x: Tensor) -> Tensor:
+        """What a sublayer reads of x."""
+        return layer_norm(x) if self.pre_norm else x
+
+    def add(self, layer_norm: nn.LayerNorm, x: Tensor, out: Tensor) -> Tensor:
+        """x after the residual addition of a sublayer's output."""
+        x = x + self.dropout(out)
+        return x if self.pre_norm else layer_norm(x)
+
+
+class EncoderLayer(Sublayers):
+    """Self-attention, then a feed-forward network, each a residual sublayer (Sublayers)."""
 
     def __init__(
-        self, d_model: int, heads: int, ff_dim: int, dropout: float, attention_dropout: float
+        self,
+        d_model: int,
+        heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        norm: str = "pre",
     ):
-        super().__init__()
+        super().__init__(dropout, norm)
         self.self_attn_norm = nn.LayerNorm(d_model)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.ff_norm = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_dim, dropout)
-        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        h = self.self_attn_norm(x)
-        x = x + self.dropout(self.self_attn(h, h, mask=mask)[0])
-        return x + self.dropout(self.ff(self.ff_norm(x)))
+        h = self.inputs(self.self_attn_norm, x)
+        x = self.add(self.self_attn_norm, x, self.self_attn(h, h, mask=mask)[0])
+        return self.add(self.ff_norm, x, self.ff(self.inputs(self.ff_norm, x)))
 
 
-class DecoderLayer(nn.Module):
-    """x + causal SelfAttention(LN(x)), x + CrossAttention(LN(x), memory), x + FeedForward(LN(x))."""
+class DecoderLayer(Sublayers):
+    """Causal self-attention, cross-attention to the memory, then a feed-forward network, each a
+    residual sublayer (Sublayers)."""
 
     def __init__(
-        self, d_model: int, heads: int, ff_dim: int, dropout: float, attention_dropout: float
+        self,
+        d_model: int,
+        heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        norm: str = "pre",
     ):
-        super().__init__()
+        super().__init__(dropout, norm)
         self.self_attn_norm = nn.LayerNorm(d_model)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.cross_attn_norm = nn.LayerNorm(d_model)
         self.cross_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.ff_norm = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_dim, dropout)
-        self.dropout = Dropout(dropout)
 
     def full_context_weights(
         self, x: Tensor, cross_kv: tuple[Tensor, Tensor], src_mask: Tensor, tgt_mask: Tensor
@@ -94,13 +130,12 @@ class DecoderLayer(nn.Module):
         """The cross-attention weights (B, H, T, S) this layer would have if its self-attention saw
         the whole target (`tgt_mask` (B, T): True at real positions) — the alignment of Garg et al.
         (2019), read but never used to predict."""
-        h = self.self_attn_norm(x)
+        h = self.inputs(self.self_attn_norm, x)
         k, v = self.self_attn.project_kv(h)
         # every position sees every real target position, later ones too
-        x = x + self.dropout(
-            self.self_attn.attend(self.self_attn.project_query(h), k, v, tgt_mask)[0]
-        )
-        query = self.cross_attn.project_query(self.cross_attn_norm(x))
+        out = self.self_attn.attend(self.self_attn.project_query(h), k, v, tgt_mask)[0]
+        x = self.add(self.self_attn_norm, x, out)
+        query = self.cross_attn.project_query(self.inputs(self.cross_attn_norm, x))
         return self.cross_attn.attend(query, *cross_kv, mask=src_mask, need_weights=True)[1]
 
     def forward(
@@ -115,20 +150,20 @@ class DecoderLayer(nn.Module):
 
         Returns x, the keys/values of all positions so far, and cross-attention weights (B, H, T, S).
         """
-        h = self.self_attn_norm(x)
+        h = self.inputs(self.self_attn_norm, x)
         k, v = self.self_attn.project_kv(h)
         if self_kv is not None:
             k, v = torch.cat([self_kv[0], k], dim=2), torch.cat([self_kv[1], v], dim=2)
         causal = x.shape[1] > 1  # one new position may see every cached one
-        x = x + self.dropout(
-            self.self_attn.attend(self.self_attn.project_query(h), k, v, causal=causal)[0]
-        )
-        h = self.cross_attn_norm(x)
+        out = self.self_attn.attend(self.self_attn.project_query(h), k, v, causal=causal)[0]
+        x = self.add(self.self_attn_norm, x, out)
+        h = self.inputs(self.cross_attn_norm, x)
         out, weights = self.cross_attn.attend(
             self.cross_attn.project_query(h), *cross_kv, mask=src_mask, need_weights=need_weights
         )
-        x = x + self.dropout(out)
-        return x + self.dropout(self.ff(self.ff_norm(x))), (k, v), weights
+        x = self.add(self.cross_attn_norm, x, out)
+        x = self.add(self.ff_norm, x, self.ff(self.inputs(self.ff_norm, x)))
+        return x, (k, v), weights
 
 
 @dataclass
@@ -163,6 +198,7 @@ class Transformer(Seq2Seq):
         align_layer: int | Sequence[int],
         align_head: int | None,
         align_full_context: bool = False,
+        norm: str = "pre",
     ):
         super().__init__()
         src_embedding, tgt_embedding = embedding_pair(
@@ -173,15 +209,19 @@ class Transformer(Seq2Seq):
             nn.init.zeros_(embedding.weight[PAD])
         self.src_embed = Embeddings(src_embedding, max_positions, dropout)
         self.tgt_embed = Embeddings(tgt_embedding, max_positions, dropout)
-        layer_args = (d_model, heads, ff_dim, dropout, attention_dropout)
+        layer_args = (d_model, heads, ff_dim, dropout, attention_dropout, norm)
+        # pre-norm stacks end with a normalization; post-norm layers end normalized already (the
+        # order of the parameters is that of checkpoints' optimizer states: keep it)
+        self.pre_norm = norm == "pre"
+        final_norm = lambda: nn.LayerNorm(d_model) if self.pre_norm else nn.Identity()  # noqa: E731
         self.encoder_layers = nn.ModuleList(
             EncoderLayer(*layer_args) for _ in range(encoder_layers)
         )
-        self.encoder_norm = nn.LayerNorm(d_model)
+        self.encoder_norm = final_norm()
         self.decoder_layers = nn.ModuleList(
             DecoderLayer(*layer_args) for _ in range(decoder_layers)
         )
-        self.decoder_norm = nn.LayerNorm(d_model)
+        self.decoder_norm = final_norm()
         self.output = nn.Linear(d_model, tgt_vocab, bias=False)
         if tie_embeddings:
             self.output.weight = tgt_embedding.weight
@@ -214,6 +254,7 @@ class Transformer(Seq2Seq):
             else list(cfg.align_layer),
             align_head=cfg.align_head,
             align_full_context=cfg.get("align_full_context", False),
+            norm=cfg.get("norm", "pre"),  # runs made before model.norm were pre-norm
         )
 
     def choose_alignment(
