@@ -166,7 +166,7 @@ def test_export_errors(toy_rnn_run, exported, tmp_path):
             call()
 
 
-def test_a_post_norm_run_trains_and_ctranslate2_scores_it_as_mt_does(tmp_path):
+def test_a_post_norm_run_trains_and_ctranslate2_scores_it_as_mt_does(toy_run, tmp_path):
     """model.norm=post end to end: trained, exported, and CTranslate2's log-probability of each
     target token (over the whole vocabulary) equal to mt's own."""
     import ctranslate2
@@ -175,7 +175,14 @@ def test_a_post_norm_run_trains_and_ctranslate2_scores_it_as_mt_does(tmp_path):
     from mt import pipeline
     from mt.tokenizer import BOS
 
-    cfg = toy_config(tmp_path, "model.norm=post", "train.max_steps=40", "train.validate_every=20")
+    cfg = toy_config(
+        tmp_path,
+        f"cache_dir={toy_run.parent / 'cache'}",  # the toy run's corpus and tokenizer
+        "model.norm=post",
+        "train.max_steps=40",
+        "train.validate_every=20",
+        "train.dev_max_sentences=20",
+    )
     run_dir = pipeline.train_pipeline(cfg)
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert history[1]["dev_loss"] < history[0]["dev_loss"]
