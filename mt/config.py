@@ -59,6 +59,7 @@ class TokenizerConfig:
     joint: bool = True
     character_coverage: float = 1.0
     max_sentences: int = 1_000_000
+    normalization: str = "nmt_nfkc"  # sentencepiece's rule (mt.tokenizer.NORMALIZATIONS)
 
 
 @dataclass

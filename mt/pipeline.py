@@ -11,7 +11,7 @@ import datasets
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mt import batching, distributed, guided, metrics, process
+from mt import batching, distributed, guided, metrics, process, tokenizer
 from mt.alignment import SYMMETRIZATIONS
 from mt.models import Seq2Seq
 from mt.run import (
@@ -81,6 +81,11 @@ def check_config(cfg: DictConfig) -> None:
             raise RunError(
                 f"train.metrics / train.stop_metric: unknown metric {name!r} (known: {', '.join(metrics.METRICS)})"
             )
+    if cfg.tokenizer.normalization not in tokenizer.NORMALIZATIONS:
+        raise RunError(
+            f"tokenizer.normalization: unknown {cfg.tokenizer.normalization!r} "
+            f"(known: {', '.join(tokenizer.NORMALIZATIONS)})"
+        )
     if (aligner := cfg.train.get("guided_alignment")) is not None:
         check_guided(cfg, aligner)
     if not cfg.train.join_extra >= 0:

@@ -86,6 +86,7 @@ ADDED_KEYS = {
     "model.align_adapt_guide": "intersect",
     "train.ema_decay": None,
     "model.norm": "pre",
+    "tokenizer.normalization": "nmt_nfkc",
 }
 
 

@@ -120,9 +120,10 @@ def tokenize_stage(
     cfg: DictConfig, prepare_key: str, corpus: datasets.DatasetDict
 ) -> tuple[str, Path]:
     """The sentencepiece model(s) trained on the training split: (stage key, folder)."""
-    key = stage_key(
-        "tokenizer", prepare_key, OmegaConf.to_container(cfg.tokenizer, resolve=True), cfg.seed
-    )
+    tok_cfg = OmegaConf.to_container(cfg.tokenizer, resolve=True)
+    if tok_cfg.get("normalization") == "nmt_nfkc":
+        del tok_cfg["normalization"]  # the default, from before the key: the same tokenizers
+    key = stage_key("tokenizer", prepare_key, tok_cfg, cfg.seed)
     t = cfg.tokenizer
 
     def build(tmp: Path) -> None:
@@ -137,6 +138,7 @@ def tokenize_stage(
             character_coverage=t.character_coverage,
             max_sentences=t.max_sentences,
             seed=cfg.seed,
+            normalization=t.normalization,
         )
 
     return key, cached(Path(cfg.cache_dir), key, build)

@@ -13,6 +13,15 @@ from mt.checkpoint import atomic_write_bytes
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
+# tokenizer.normalization: the sentencepiece rules a model is trained with and, saved in it, applies
+# to every text it encodes (piece spans still point into the text as given)
+NORMALIZATIONS = {
+    "nmt_nfkc": "Unicode NFKC, with the cleanups for translation (sentencepiece's default)",
+    "nmt_nfkc_cf": "nmt_nfkc, then lowercased: a lowercased model, whose outputs are lowercase",
+    "nfkc": "Unicode NFKC alone",
+    "identity": "the text as it is",
+}
+
 
 class Tokenizer:
     """Source and target sentencepiece models (the same object when the vocabulary is joint)."""
@@ -131,8 +140,13 @@ def train_model(
     character_coverage: float,
     max_sentences: int,
     seed: int,
+    normalization: str = "nmt_nfkc",
 ) -> None:
     """Train one sentencepiece model on `sentences` and write it atomically to `path`."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"tokenizer.normalization: unknown {normalization!r} ({', '.join(NORMALIZATIONS)})"
+        )
     spm.set_random_generator_seed(seed)
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
@@ -141,6 +155,7 @@ def train_model(
         vocab_size=vocab_size,
         model_type=model_type,
         character_coverage=character_coverage,
+        normalization_rule_name=normalization,
         input_sentence_size=max_sentences,
         shuffle_input_sentence=True,
         pad_id=PAD,
@@ -169,6 +184,7 @@ def train(
     character_coverage: float,
     max_sentences: int,
     seed: int,
+    normalization: str = "nmt_nfkc",
 ) -> Tokenizer:
     """Train the tokenizer of a run on its training texts and save it under `folder`.
 
@@ -180,6 +196,7 @@ def train(
         model_type=model_type,
         character_coverage=character_coverage,
         seed=seed,
+        normalization=normalization,
     )
     folder.mkdir(parents=True, exist_ok=True)
     if joint:
