@@ -10,7 +10,24 @@ from mt import pipeline, stages, tokenizer
 from mt.run import RunError
 from tests.conftest import toy_config
 
-WORDS = ["the", "black", "cat", "dog", "ate", "saw", "a", "mouse", "big", "Straße", "Ein", "Mann", "geht", "auf", "der", "Fluss"]
+WORDS = [
+    "the",
+    "black",
+    "cat",
+    "dog",
+    "ate",
+    "saw",
+    "a",
+    "mouse",
+    "big",
+    "Straße",
+    "Ein",
+    "Mann",
+    "geht",
+    "auf",
+    "der",
+    "Fluss",
+]
 
 
 def sentences(n: int, seed: int) -> list[str]:
