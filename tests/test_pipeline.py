@@ -164,3 +164,19 @@ def test_budget_checkpoints_keep_what_a_shorter_run_would_end_with(tmp_path):
         pipeline.train_pipeline(
             toy_config(tmp_path, "train.budget_checkpoints=[0]", f"run_dir={tmp_path / 'bad'}")
         )
+
+
+@pytest.mark.parametrize(
+    "experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+)
+def test_every_named_recipe_composes_checks_and_builds(experiment):
+    from hydra import compose, initialize_config_dir
+
+    from mt.models import build_model
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"])
+    pipeline.check_config(cfg)  # raises RunError naming the key a recipe got wrong
+    assert OmegaConf.to_container(cfg, resolve=True)["run_dir"] == f"runs/{cfg.name}"
+    model = build_model(cfg.model, 100, 100, shared_vocab=True)
+    assert sum(p.numel() for p in model.parameters()) > 0
