@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-from mt import checkpoint, metrics, stages
+from mt import checkpoint, metrics, stages, tokenizer
 from mt.run import RunError, check_corpus, checkpoint_path, load_run
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,13 @@ def evaluate_run(
             run_dir, prepare_key, "scoring its test splits (--other-corpus to do it anyway)"
         )
     which = which or cfg.decode.checkpoint
+    if (rule := cfg.tokenizer.get("normalization")) in tokenizer.LOWERCASING:
+        log.warning(
+            "%s writes lowercase (tokenizer.normalization=%s): BLEU and chrF count every capital "
+            "of the references as an error; its score is the tokenized-lowercased BLEU",
+            run_dir,
+            rule,
+        )
     options = run.options(beam_size=beam_size, length_penalty=length_penalty, nbest=1)
     settings = {
         "checkpoint": stages.file_fingerprint(checkpoint_path(Path(run_dir), which)),

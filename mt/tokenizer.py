@@ -21,6 +21,7 @@ NORMALIZATIONS = {
     "nfkc": "Unicode NFKC alone",
     "identity": "the text as it is",
 }
+LOWERCASING = {"nmt_nfkc_cf"}  # the rules whose models write lowercase
 
 
 class Tokenizer:

@@ -82,3 +82,24 @@ def test_the_normalization_is_part_of_the_cached_tokenizer_and_checked_first(tmp
         pipeline.check_config(toy_config(tmp_path, "tokenizer.normalization=lower"))
     with pytest.raises(ValueError, match="tokenizer.normalization: unknown 'lower'"):
         trained(tmp_path / "bad", "lower")
+
+
+def test_a_lowercased_run_writes_lowercase_and_eval_says_what_its_score_is(tmp_path, caplog):
+    from mt.evaluate import evaluate_run
+
+    cfg = toy_config(
+        tmp_path,
+        "tokenizer.normalization=nmt_nfkc_cf",
+        "train.max_steps=40",
+        "train.validate_every=40",
+        "data.sizes.test=50",
+    )
+    run_dir = pipeline.train_pipeline(cfg)
+    with caplog.at_level("WARNING", logger="mt.evaluate"):
+        scores = evaluate_run(run_dir, device="cpu")["test"]
+    hyps = (run_dir / "eval" / "test.hyp").read_text().splitlines()
+    assert len(hyps) == 50 and any(h.strip() for h in hyps)
+    assert all(h == h.lower() for h in hyps)  # the toy references all start with a capital
+    assert "writes lowercase (tokenizer.normalization=nmt_nfkc_cf)" in caplog.text
+    assert "tokenized-lowercased BLEU" in caplog.text
+    assert scores["bleu_tok_lc"] >= scores["bleu"]
