@@ -91,7 +91,7 @@ def train_command(argv: list[str]) -> None:
         from mt import distributed, pipeline
         from mt.evaluate import evaluate_run
         from mt.process import resolve_device
-        from mt.run import RunLock
+        from mt.run import RunLock, best_dev_score
         from mt.train import TrainingInterrupted
 
         try:
@@ -116,7 +116,7 @@ def train_command(argv: list[str]) -> None:
                 distributed.shutdown(together=True)
                 if not main:
                     return None
-                scores = evaluate_run(run_dir, device=cfg.device)
+                evaluate_run(run_dir, device=cfg.device)
         except distributed.PeerFailed:
             sys.exit(1)  # rank 0 said why
         except TrainingInterrupted as e:
@@ -127,8 +127,8 @@ def train_command(argv: list[str]) -> None:
             fail(e)
         finally:
             distributed.shutdown()
-        # the sweeper's objective: the first test split's BLEU (none with data.test_splits=[])
-        return next(iter(scores.values()))["bleu"] if scores else None
+        # the sweeper's objective: the best dev score, never a test score (sweeps tune on dev)
+        return best_dev_score(run_dir)
 
     sys.argv = ["mt train", *argv]
     run()

@@ -183,6 +183,13 @@ def check_corpus(run_dir: Path, prepare_key: str, doing: str) -> None:
         )
 
 
+def best_dev_score(run_dir: str | Path) -> float | None:
+    """The run's best dev score of train.stop_metric, signed so that higher is better (a loss comes
+    back negated); None before its first validation. What a sweep tunes: dev, never test."""
+    progress = checkpoint.load(Path(run_dir) / "checkpoints" / "last.pt")["progress"]
+    return progress["best_score"] if progress["history"] else None
+
+
 def record_corpus(run_dir: Path, prepare_key: str) -> None:
     if trained_corpus(run_dir) is None:
         checkpoint.atomic_write_text(

@@ -180,3 +180,11 @@ def test_every_named_recipe_composes_checks_and_builds(experiment):
     assert OmegaConf.to_container(cfg, resolve=True)["run_dir"] == f"runs/{cfg.name}"
     model = build_model(cfg.model, 100, 100, shared_vocab=True)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_a_sweep_tunes_on_the_best_dev_score(toy_run):
+    from mt.run import best_dev_score
+
+    history = [json.loads(line) for line in (toy_run / "metrics.jsonl").read_text().splitlines()]
+    # metrics.jsonl rounds to two decimals
+    assert best_dev_score(toy_run) == pytest.approx(max(h["dev_bleu"] for h in history), abs=0.005)
