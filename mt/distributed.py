@@ -44,8 +44,11 @@ def launch(processes: int, argv: list[str]) -> NoReturn:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    # the processes report their own errors and signals
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # the processes report their own errors and signals; torch sets each of its elastic module
+    # loggers' level itself (LOGLEVEL, else WARNING), so the namespace's level alone would not do
+    for name in [*logging.root.manager.loggerDict, "torch.distributed.elastic"]:
+        if name.startswith("torch.distributed.elastic"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,

@@ -2,6 +2,8 @@
 the same update as one process accumulating the same batches, one set of files, and resumable with
 another number of processes."""
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -10,7 +12,7 @@ import torch
 
 from mt import checkpoint, distributed
 from mt.errors import MTError
-from tests.conftest import TOY
+from tests.conftest import TOY, start_mt, wait_until
 
 
 def train(tmp_path, run, *extra):
@@ -149,3 +151,35 @@ def test_a_sweep_asked_for_several_processes_is_refused(tmp_path):
     assert result.returncode == 1
     assert "train.processes=2 with -m: a sweep trains its runs one process each" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigterm", "ctrl_c"])
+def test_a_signal_stops_both_processes_with_one_message_and_a_resumable_checkpoint(
+    tmp_path, ctrl_c
+):
+    # SIGTERM reaches the launcher alone and it passes it on; a Ctrl-C at a terminal reaches the
+    # launcher and both processes at once
+    run = tmp_path / "run"
+    args = [*TOY, f"cache_dir={tmp_path / 'cache'}", "data_dir=null", f"run_dir={run}"]
+    args += ["train.validate_every=20", "train.max_steps=100000", *TWO]
+    proc = start_mt("train", *args, start_new_session=True)
+    wait_until((run / "checkpoints" / "step-20.pt").exists, proc)
+    sig = signal.SIGINT if ctrl_c else signal.SIGTERM
+    if ctrl_c:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, stderr[-3000:]
+    assert "Traceback" not in stderr and "death signal" not in stderr, stderr[-3000:]
+    step = checkpoint.load(run / "checkpoints" / "last.pt")["progress"]["step"]
+    assert stderr.count(f"mt: training stopped by {sig.name} at step {step};") == 1, stderr[-3000:]
+    wait_until(lambda: not group_alive(proc.pid), timeout=60)  # no process left behind
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
