@@ -154,9 +154,7 @@ def test_a_sweep_asked_for_several_processes_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigterm", "ctrl_c"])
-def test_a_signal_stops_both_processes_with_one_message_and_a_resumable_checkpoint(
-    tmp_path, ctrl_c
-):
+def test_a_signal_stops_both_processes_with_one_message_and_saves_last_pt(tmp_path, ctrl_c):
     # SIGTERM reaches the launcher alone and it passes it on; a Ctrl-C at a terminal reaches the
     # launcher and both processes at once
     run = tmp_path / "run"
