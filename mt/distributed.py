@@ -90,6 +90,7 @@ def init(timeout_minutes: float) -> torch.device | None:
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return None
+    keep_niceness()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     timeout = datetime.timedelta(minutes=timeout_minutes)
     if torch.cuda.is_available():
@@ -98,6 +99,34 @@ def init(timeout_minutes: float) -> torch.device | None:
         return torch.device("cuda", local_rank)
     dist.init_process_group("gloo", timeout=timeout)
     return torch.device("cpu")
+
+
+def keep_niceness() -> bool:
+    """Make `nice -n 10 mt train` lower the priority of the processes it starts, as it says.
+
+    torchrun starts each process in a session of its own, and Linux with autogroup scheduling (the
+    default of most distributions) shares the CPU among sessions by the nice value of the session's
+    group, not of the process: each process would compete at full weight with, say, a test suite in
+    another session. In a process that leads its own session and is niced, this gives its group the
+    process's nice value. Never in a process that shares its session: the group would be its shell's.
+    Returns whether it changed the group's value."""
+    path = "/proc/self/autogroup"
+    niceness = os.nice(0)
+    if niceness <= 0 or os.getsid(0) != os.getpid() or not os.path.exists(path):
+        return False
+    for _ in range(5):  # the kernel takes one change every 0.1 s from an unprivileged user
+        try:
+            with open(path) as f:  # "/autogroup-221 nice 0"
+                if int(f.read().split()[-1]) >= niceness:
+                    return False
+            with open(path, "w") as f:
+                f.write(str(niceness))
+            return True
+        except BlockingIOError:  # EAGAIN: another process's change came first
+            time.sleep(0.15)
+        except (OSError, ValueError):
+            return False
+    return False
 
 
 class PeerFailed(MTError):

@@ -181,3 +181,39 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+NICENESS = "from mt import distributed; changed = distributed.keep_niceness(); " + (
+    "print(changed, open('/proc/self/autogroup').read().split()[-1])"
+)
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/autogroup"), reason="the kernel has no autogroup scheduling"
+)
+def test_a_niced_process_leading_its_session_gives_its_group_its_niceness():
+    # what torchrun's processes are: each leads a session of its own
+    own = subprocess.run(
+        [sys.executable, "-c", NICENESS],
+        start_new_session=True,
+        preexec_fn=lambda: os.nice(7),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert own.returncode == 0, own.stderr[-2000:]
+    assert own.stdout.split() == ["True", "7"]
+    # a process that shares its session (with this test) leaves the group alone
+    with open("/proc/self/autogroup") as f:
+        before = f.read()
+    shared = subprocess.run(
+        [sys.executable, "-c", NICENESS],
+        preexec_fn=lambda: os.nice(7),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shared.returncode == 0, shared.stderr[-2000:]
+    assert shared.stdout.split()[0] == "False"
+    with open("/proc/self/autogroup") as f:
+        assert f.read() == before
