@@ -118,6 +118,13 @@ def how_it_ended(run: Path) -> str:
     return next((ended for key, ended in ENDINGS.items() if key in reason), "stopped")
 
 
+def experiment(command: str, name: str) -> str:
+    """The `experiment` value of a row: the recipe its command names (`experiment=multi30k_tiny`),
+    else the run's name."""
+    named = re.search(r"(?<![\w.])experiment=([\w/.-]+)", command)
+    return named.group(1) if named else name
+
+
 def run_row(run: Path, split: str | None, command: str, note: str, headline: bool) -> dict:
     """A row for `run`'s scores on `split` (its first test split by default)."""
     import yaml
@@ -155,7 +162,7 @@ def run_row(run: Path, split: str | None, command: str, note: str, headline: boo
         "split": split,
         "model": cfg["model"]["name"],
         "params_m": f"{params / 1e6:.2f}",
-        "experiment": cfg["name"],
+        "experiment": experiment(command, cfg["name"]),
         "command": command,
         "train_minutes": f"{records[-1]['minutes']:.1f}",
         "updates": records[-1]["step"],

@@ -171,3 +171,13 @@ def test_results_machine_names_the_vector_extension(tmp_path):
         assert results.machine(cpuinfo).endswith("-core AMD EPYC, " + isa)
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2\n")
     assert results.machine(cpuinfo).endswith("-core Some CPU")
+
+
+def test_a_row_names_the_recipe_its_command_names():
+    results = load_results_script()
+    named = 'make train ARGS="experiment=multi30k_tiny model.norm=post train.max_minutes=null"'
+    assert results.experiment(named, "multi30k_en_de-tiny") == "multi30k_tiny"
+    assert results.experiment("mt train +experiment=tatoeba_guided", "x") == "tatoeba_guided"
+    default = "make train ARGS=\"train.max_minutes=null 'train.budget_checkpoints=[60,120]'\""
+    assert results.experiment(default, "tatoeba_en_fr-transformer") == "tatoeba_en_fr-transformer"
+    assert results.experiment("mt train train.experiment=x", "run") == "run"
