@@ -101,6 +101,19 @@ def init(timeout_minutes: float) -> torch.device | None:
     return torch.device("cpu")
 
 
+def group_niceness(text: str) -> int | None:
+    """The nice value in the text of /proc/<pid>/autogroup ("/autogroup-221 nice 0"); None for a
+    process in no autogroup of its own (the file is then empty: in the root group, or a cgroup
+    with a CPU controller, as in many containers)."""
+    fields = text.split()
+    if len(fields) != 3 or fields[1] != "nice":
+        return None
+    try:
+        return int(fields[2])
+    except ValueError:
+        return None
+
+
 def keep_niceness() -> bool:
     """Make `nice -n 10 mt train` lower the priority of the processes it starts, as it says.
 
@@ -116,9 +129,10 @@ def keep_niceness() -> bool:
         return False
     for _ in range(5):  # the kernel takes one change every 0.1 s from an unprivileged user
         try:
-            with open(path) as f:  # "/autogroup-221 nice 0"
-                if int(f.read().split()[-1]) >= niceness:
-                    return False
+            with open(path) as f:
+                current = group_niceness(f.read())
+            if current is None or current >= niceness:
+                return False
             with open(path, "w") as f:
                 f.write(str(niceness))
             return True
