@@ -29,6 +29,7 @@ TOY = [
     "data.sizes.test=200",
     "train.dev_max_sentences=100",
     "train.threads=1",
+    "data.probes=[]",  # no heatmaps at each validation (a second apiece), but in toy_run
 ]
 TINY_RNN = [
     "model=rnn_bahdanau",
@@ -64,7 +65,10 @@ def toy_run(tmp_path_factory) -> Path:
     from mt import pipeline
 
     cfg = toy_config(
-        tmp_path_factory.mktemp("toy"), "train.max_steps=300", "train.validate_every=150"
+        tmp_path_factory.mktemp("toy"),
+        "train.max_steps=300",
+        "train.validate_every=150",
+        "data.probes=['The black cat ate the mouse.']",
     )
     return pipeline.train_pipeline(cfg)
 
