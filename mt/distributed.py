@@ -103,8 +103,8 @@ def init(timeout_minutes: float) -> torch.device | None:
 
 def group_niceness(text: str) -> int | None:
     """The nice value in the text of /proc/<pid>/autogroup ("/autogroup-221 nice 0"); None for a
-    process in no autogroup of its own (the file is then empty: in the root group, or a cgroup
-    with a CPU controller, as in many containers)."""
+    process in no autogroup of its own: the file is then empty, as in a session that began with the
+    system's first process (a container's first session, where CI may run the tests)."""
     fields = text.split()
     if len(fields) != 3 or fields[1] != "nice":
         return None

@@ -191,7 +191,7 @@ NICENESS = "from mt import distributed; changed = distributed.keep_niceness(); "
 def test_the_nice_value_of_a_group_is_read_and_no_group_is_none():
     assert distributed.group_niceness("/autogroup-221 nice 0\n") == 0
     assert distributed.group_niceness("/autogroup-7 nice -3\n") == -3
-    # a process in no autogroup of its own reads an empty file (containers, the root group)
+    # a process in no autogroup of its own reads an empty file (as /proc/1/autogroup here)
     assert distributed.group_niceness("") is None
     assert distributed.group_niceness("garbage\n") is None
 
