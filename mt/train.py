@@ -202,6 +202,10 @@ class Trainer:
         log.info(
             "resumed from %s at step %d (epoch %d)", path, self.progress.step, self.progress.epoch
         )
+        if path.name != "last.pt":
+            # a kill before (or while) last.pt was written: it becomes this state again, so that
+            # "last" (mt eval --checkpoint last, a sweep's dev score) names the newest state
+            self.save("last.pt")
         return True
 
     def _save_on_interval(self) -> None:

@@ -248,6 +248,21 @@ def test_a_second_training_of_the_same_run_is_refused_at_once(tmp_path):
     assert third.returncode == 0, third.stderr
 
 
+def test_a_run_killed_before_its_first_last_pt_resumes_and_names_its_newest_state_last(tmp_path):
+    # a kill between step-N.pt and the last.pt after it: the newest state is step-N.pt alone
+    first = run_mt(*train_args(tmp_path, "train.max_steps=20", "train.save_every_minutes=0"))
+    assert first.returncode == 0, first.stderr
+    folder = tmp_path / "run" / "checkpoints"
+    saved = checkpoint.load(folder / "step-20.pt")
+    (folder / "last.pt").unlink()
+    rerun = run_mt(*train_args(tmp_path, "train.max_steps=1"))
+    assert rerun.returncode == 0, rerun.stderr
+    assert "step-20.pt at step 20" in rerun.stderr and "training already finished" in rerun.stderr
+    last = checkpoint.load(folder / "last.pt")
+    assert last["progress"] == saved["progress"]
+    assert all(torch.equal(last["model"][k], v) for k, v in saved["model"].items())
+
+
 def test_sigterm_saves_and_exits_without_traceback(tmp_path):
     proc = start_mt(*train_args(tmp_path, "train.max_steps=100000"))
     wait_until((tmp_path / "run" / "checkpoints" / "step-20.pt").exists, proc)
